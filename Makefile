@@ -1,0 +1,48 @@
+# lhsoak — the two commands a user needs are `make soak` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_WORKERS ?= auto
+
+.PHONY: help setup test unit lint fmt soak bench analyze clean
+
+help:
+	@echo "make soak    run the soak suite (against the built-in lab unless KUBECONFIG/INVENTORY are given)"
+	@echo "make test    lint, type-check and run the harness's own tests"
+	@echo "make setup   create $(VENV) and install everything the project needs"
+	@echo "make lint    ruff (lint + format check), mypy, import-linter"
+	@echo "make bench   benchmarks; writes reports/bench/<date>.json"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev,aws]'
+	@touch $@
+
+setup: $(STAMP)
+
+lint: setup
+	$(BIN)/ruff check lib tests suites conftest.py
+	$(BIN)/ruff format --check lib tests suites conftest.py
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+fmt: setup
+	$(BIN)/ruff check --fix lib tests suites conftest.py
+	$(BIN)/ruff format lib tests suites conftest.py
+
+unit: setup
+	$(BIN)/pytest -n $(PYTEST_WORKERS) tests
+
+test: lint unit
+
+bench: setup
+	$(BIN)/python -m bench $(BENCH)
+
+soak: setup
+	$(BIN)/python -m lhsoak.soak_entry
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

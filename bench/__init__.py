@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): each `*_bench.py` module here has `run() -> dict` of figures."""
