@@ -34,15 +34,21 @@ fmt: setup
 	$(BIN)/ruff format lib tests suites conftest.py
 
 unit: setup
-	$(BIN)/pytest -n $(PYTEST_WORKERS) tests
+	$(BIN)/pytest -n $(PYTEST_WORKERS) tests suites/regression
 
 test: lint unit
 
 bench: setup
 	$(BIN)/python -m bench $(BENCH)
 
+# `make soak` runs against the built-in lab unless a cluster is named on the command line:
+#   make soak KUBECONFIG=~/.kube/lab INVENTORY=inventory.yaml [SOAK_ARGS="--plan worker --iterations 10"]
+# (a KUBECONFIG merely exported in the shell does not count: the lab is the safe default).
+LAB_PROFILE ?= healthy
+SUITE ?= soak
+SOAK_TARGET = $(if $(filter command line,$(origin KUBECONFIG)),--kubeconfig $(KUBECONFIG)) $(if $(INVENTORY),--inventory $(INVENTORY))
 soak: setup
-	$(BIN)/python -m lhsoak.soak_entry
+	$(BIN)/lhsoak soak --suite $(SUITE) --lab-profile $(LAB_PROFILE) $(SOAK_TARGET) -- $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -18,9 +18,7 @@ def _command_modules() -> list[ModuleType]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lhsoak", description="Longhorn recurring-job soak harness."
-    )
+    parser = argparse.ArgumentParser(prog="lhsoak", description="Longhorn recurring-job soak harness.")
     parser.add_argument("--version", action="version", version=f"lhsoak {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in _command_modules():

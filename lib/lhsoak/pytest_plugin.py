@@ -1,9 +1,236 @@
-"""The lhsoak pytest plugin: options, fixtures and reporting hooks for the chaos suites."""
+"""The lhsoak pytest plugin: soak options, the `soak_run` fixture, one test per chaos step.
+
+The suites under `suites/` use it; the library does the work (`lhsoak.soak`). Bad input ends the session
+with exit code 2 before anything on the cluster is touched; a dry run prints the plan and exits 0.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+import secrets
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
 import pytest
+
+from lhsoak import config, errors, plan, soak
+
+_MAX_STEPS = 1000
+_INTERRUPTED = pytest.StashKey[bool]()
+# pytest_keyboard_interrupt gets no config; keep the one pytest_configure saw.
+_CONFIG: list[pytest.Config] = []
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.getgroup("lhsoak", "Longhorn recurring-job soak")
+    group = parser.getgroup("lhsoak", "Longhorn recurring-job soak")
+    add = group.addoption
+    add(
+        "--kubeconfig",
+        type=Path,
+        default=None,
+        help="kubeconfig of the target cluster (default: $KUBECONFIG)",
+    )
+    add("--context", default=None, help="kube context (default: the kubeconfig's current one)")
+    add("--allow-context", action="append", default=[], help="a context the soak may use (repeatable)")
+    add("--inventory", type=Path, default=None, help="inventory YAML: nodes, roles, how to reboot each")
+    add("--insecure-host-keys", action="store_true", help="do not check SSH host keys (loudly)")
+    add("--plan", default="cluster", choices=config.PLAN_KINDS, help="which nodes each step reboots")
+    add("--iterations", type=int, default=None, help="chaos steps (default 3 unless --duration)")
+    add("--duration", type=float, default=None, help="stop starting chaos steps after this many seconds")
+    add("--pause", type=float, default=0.0, help="seconds between a step's recovery and the next step")
+    add("--phase", default="any", choices=config.PHASES, help="when to reboot relative to the schedule")
+    add("--seed", type=int, default=0, help="seed for random plans")
+    add("--volumes", type=int, default=2, help="test volumes (default 2)")
+    add("--cron", default="*/2 * * * *", help="cron of both recurring jobs (default */2 * * * *)")
+    add("--snapshot-cron", default=None, help="cron of the snapshot job (default --cron)")
+    add("--backup-cron", default=None, help="cron of the backup job (default --cron)")
+    add("--retain", type=int, default=1, help="retain count of both jobs (default 1)")
+    add("--concurrency", type=int, default=1, help="concurrency of both jobs (default 1)")
+    add("--lag-bound", type=float, default=120.0, help="seconds a tick's artifact may take (default 120)")
+    add(
+        "--settle",
+        type=float,
+        default=60.0,
+        help="seconds after Ready that ticks are still excused (default 60)",
+    )
+    add("--ticks-after", type=int, default=2, help="ticks to watch after the last step (default 2)")
+    add("--down-deadline", type=float, default=300.0, help="seconds a node may take to go down")
+    add("--ready-deadline", type=float, default=900.0, help="seconds a node may take to be Ready again")
+    add("--allow-seconds-cron", action="store_true", help="accept 6-field crons (seconds first): lab only")
+    add("--run-id", default=None, help="run id (default: time-based)")
+    add("--reports-dir", type=Path, default=Path("reports"), help="where <run-id>/ goes (default reports)")
+    add("--keep", action="store_true", help="leave the soak's objects on the cluster")
+    add("--keep-going", action="store_true", help="run every step even after one failed")
+    add("--remediate", action="store_true", help="apply the documented workaround after a stall is recorded")
+    add("--dry-run", action="store_true", help="print the plan and touch nothing")
+
+
+def _run_id(option: str | None) -> str:
+    if option:
+        return option
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    return f"soak-{stamp}-{secrets.token_hex(2)}"
+
+
+def build_run(options: pytest.Config, *, progress: Any) -> soak.SoakRun:
+    get = options.getoption
+    cron: str = get("cron")
+    jobs = (
+        config.JobSpec(
+            "soak-snap", "snapshot", get("snapshot_cron") or cron, get("retain"), get("concurrency")
+        ),
+        config.JobSpec(
+            "soak-backup", "backup", get("backup_cron") or cron, get("retain"), get("concurrency")
+        ),
+    )
+    kubeconfig = get("kubeconfig") or (
+        Path(os.environ["KUBECONFIG"]) if os.environ.get("KUBECONFIG") else None
+    )
+    iterations = get("iterations")
+    if iterations is None and get("duration") is None:
+        iterations = 3
+    return soak.SoakRun(
+        soak=config.Soak(
+            run_id=_run_id(get("run_id")),
+            jobs=jobs,
+            volumes=get("volumes"),
+            lag_bound_s=get("lag_bound"),
+            settle_s=get("settle"),
+            ticks_after_chaos=get("ticks_after"),
+            reports_dir=get("reports_dir"),
+            keep=get("keep"),
+            remediate=get("remediate"),
+            allow_seconds_cron=get("allow_seconds_cron"),
+        ),
+        target=config.Target(
+            kubeconfig=kubeconfig,
+            context=get("context"),
+            allowed_contexts=tuple(get("allow_context")),
+            inventory=get("inventory"),
+            insecure_host_keys=get("insecure_host_keys"),
+        ),
+        chaos=config.Plan(
+            kind=get("plan"),
+            iterations=iterations,
+            duration_s=get("duration"),
+            pause_s=get("pause"),
+            phase=get("phase"),
+            seed=get("seed"),
+            down_deadline_s=get("down_deadline"),
+            ready_deadline_s=get("ready_deadline"),
+        ),
+        progress=progress,
+    )
+
+
+def _progress_writer(pytest_config: pytest.Config) -> Any:
+    reporter = pytest_config.pluginmanager.get_plugin("terminalreporter")
+
+    def write(text: str) -> None:
+        stamp = dt.datetime.now().strftime("%H:%M:%S")
+        line = f"[lhsoak {stamp}] {text}"
+        if reporter is not None:
+            reporter.write_line(line)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    return write
+
+
+class _SoakSession:
+    """Per-session state: the run, which step failed, and when chaos must stop."""
+
+    def __init__(self, run: soak.SoakRun) -> None:
+        self.run = run
+        self.steps: list[plan.Step] = []
+        self.failed_step: str | None = None
+        self.chaos_started_s: float | None = None
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    # SIGTERM ends the soak like Ctrl-C: pytest unwinds, fixture teardown restores the cluster.
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+@pytest.fixture(scope="session")
+def soak_session(pytestconfig: pytest.Config) -> Iterator[_SoakSession]:
+    progress = _progress_writer(pytestconfig)
+    run = build_run(pytestconfig, progress=progress)
+    try:
+        run.open()
+    except errors.UsageError as error:
+        pytest.exit(f"lhsoak: {error}", returncode=errors.EXIT_USAGE)
+    session = _SoakSession(run)
+    if pytestconfig.getoption("dry_run"):
+        progress("dry run: nothing will be touched\n" + run.describe_plan())
+        run.teardown()
+        pytest.exit("dry run", returncode=0)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    interrupted = False
+    try:
+        run.start()
+        session.steps = run.steps()
+        yield session
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
+    finally:
+        # pytest tears session fixtures down after an interrupt too; the stash says whether there was one.
+        interrupted = interrupted or pytestconfig.stash.get(_INTERRUPTED, False)
+        run.teardown(reason="interrupted" if interrupted else "completed")
+        signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.fixture(scope="session")
+def soak_run(soak_session: _SoakSession) -> soak.SoakRun:
+    return soak_session.run
+
+
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    del excinfo
+    if _CONFIG:
+        _CONFIG[0].stash[_INTERRUPTED] = True
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _CONFIG[:] = [config]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "soak_step_index" not in metafunc.fixturenames:
+        return
+    get = metafunc.config.getoption
+    count = get("iterations")
+    if count is None:
+        count = _MAX_STEPS if get("duration") is not None else 3
+    if get("plan") == "none":
+        count = 0
+    metafunc.parametrize(
+        "soak_step_index", range(1, count + 1), ids=[f"step-{i:02d}" for i in range(1, count + 1)]
+    )
+
+
+def run_step(session: _SoakSession, index: int, *, keep_going: bool, clock: Any) -> plan.Step:
+    """Run step `index` of the plan; skips when the plan is exhausted, its duration is up, or a step failed."""
+    run = session.run
+    if index > len(session.steps):
+        pytest.skip(f"the plan has {len(session.steps)} steps")
+    if session.failed_step and not keep_going:
+        pytest.skip(f"not run: {session.failed_step} failed (use --keep-going to run every step)")
+    duration = run.chaos.duration_s
+    if session.chaos_started_s is None:
+        session.chaos_started_s = clock()
+    elif duration is not None and clock() - session.chaos_started_s >= duration:
+        pytest.skip(f"the plan's duration of {duration:.0f}s is over")
+    step = session.steps[index - 1]
+    try:
+        run.run_step(step)
+    except soak.StepFailed:
+        session.failed_step = step.title
+        raise
+    return step

@@ -1,0 +1,35 @@
+"""`lhsoak analyze LEDGER [--json]`: judge a soak run's ledger (exit 0 passed, 1 failed, 2 bad ledger)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from lhsoak import errors, ledger, verdict
+
+NAME = "analyze"
+HELP = "Judge a run's tick ledger: did every recurring job keep firing on every volume?"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ledger to read and the output format."""
+    parser.add_argument("ledger", metavar="LEDGER", type=Path, help="a run's ledger.jsonl")
+    parser.add_argument("--json", action="store_true", help="print the verdict as JSON instead of a table")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the verdict; exit 0 when it passed, 1 when it failed."""
+    path: Path = args.ledger
+    try:
+        parsed = ledger.read(path)
+    except ledger.LedgerError as error:
+        raise errors.UsageError(f"bad ledger: {error}") from None
+    except OSError as error:
+        raise errors.UsageError(f"cannot read ledger {path}: {error.strerror}") from None
+    result = verdict.analyse(parsed)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+    else:
+        print(verdict.render_table(result), end="")
+    return errors.EXIT_PASSED if result.passed else errors.EXIT_FAILED

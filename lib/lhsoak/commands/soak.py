@@ -1,0 +1,103 @@
+"""`lhsoak soak`: run a soak suite against a cluster, or against the built-in lab when none is given.
+
+With no `--kubeconfig`/`--inventory` it starts a lab (compressed schedules: seconds, not minutes), runs the
+suite against it exactly as against a real cluster, and stops the lab. Extra arguments after `--` go to
+pytest (and so to the suite's options: `--plan`, `--iterations`, `--phase`, …).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from lhsoak import errors
+
+NAME = "soak"
+HELP = "run a soak suite against a cluster (the built-in lab when none is given)"
+
+SUITES = ("soak", "smoke", "regression")
+
+# A compressed schedule for the lab: the same scenario in seconds. Every value can be overridden after `--`.
+LAB_DEFAULTS = (
+    "--allow-seconds-cron",
+    "--cron=*/4 * * * * *",
+    "--lag-bound=8",
+    "--settle=4",
+    "--down-deadline=30",
+    "--ready-deadline=60",
+    "--iterations=3",
+    # Reboot while a backup runs: where the upstream bugs bite (a healthy cluster recovers anyway).
+    "--phase=during-backup",
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kubeconfig", type=Path, help="target cluster (default: start the built-in lab)")
+    parser.add_argument("--inventory", type=Path, help="inventory of the target cluster's nodes")
+    parser.add_argument("--suite", choices=SUITES, default="soak", help="which suite (default soak)")
+    parser.add_argument("--lab-profile", default="healthy", help="lab fault profile (default healthy)")
+    parser.add_argument("--lab-workers", type=int, default=3, help="lab worker nodes (default 3)")
+    parser.add_argument("--lab-seed", type=int, default=0, help="lab jitter seed (default 0)")
+    parser.add_argument("--reports-dir", type=Path, default=Path("reports"), help="output (default reports)")
+    parser.add_argument("pytest_args", nargs=argparse.REMAINDER, help="-- then pytest / suite options")
+
+
+def _suite_path(suite: str) -> Path:
+    here = Path.cwd() / "suites" / suite
+    if not here.is_dir():
+        raise errors.UsageError(f"suite directory {here} not found: run from the lhsoak checkout")
+    return here
+
+
+def _pytest(args: list[str]) -> int:
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
+    process = subprocess.Popen(command)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        # Let the suite restore the cluster: it handles SIGINT/SIGTERM itself.
+        process.send_signal(signal.SIGINT)
+        process.wait()
+        raise
+
+
+def run(args: argparse.Namespace) -> int:
+    extra = [arg for arg in args.pytest_args if arg != "--"]
+    suite = str(_suite_path(args.suite))
+    base = [suite, "-v", f"--reports-dir={args.reports_dir}"]
+    if args.kubeconfig or args.inventory:
+        kubeconfig = args.kubeconfig or os.environ.get("KUBECONFIG")
+        target = [f"--kubeconfig={kubeconfig}"] if kubeconfig else []
+        if args.inventory:
+            target.append(f"--inventory={args.inventory}")
+        return _pytest([*base, *target, *extra])
+    return _run_on_lab(args, base, extra)
+
+
+def _run_on_lab(args: argparse.Namespace, base: list[str], extra: list[str]) -> int:
+    from lhsoak.lab import process as lab_process  # the lab is only imported when it is used
+
+    state_dir = args.reports_dir / "lab"
+    print(f"lhsoak soak: starting the built-in lab (profile {args.lab_profile}) in {state_dir}", flush=True)
+    lab = lab_process.LabProcess.start(
+        state_dir=state_dir, profile=args.lab_profile, workers=args.lab_workers, seed=args.lab_seed
+    )
+    try:
+        target = [
+            f"--kubeconfig={lab.kubeconfig}",
+            f"--inventory={lab.inventory}",
+            f"--allow-context={lab.context}",
+        ]
+        defaults = [flag for flag in LAB_DEFAULTS if flag.split("=", 1)[0] not in _given(extra)]
+        return _pytest([*base, *target, *defaults, *extra])
+    finally:
+        lab.stop()
+        print("lhsoak soak: lab stopped", flush=True)
+
+
+def _given(extra: list[str]) -> set[str]:
+    return {arg.split("=", 1)[0] for arg in extra if arg.startswith("--")}

@@ -1,0 +1,263 @@
+"""Longhorn on the target cluster: is it healthy, and the soak's own objects (volumes, recurring jobs).
+
+Setup is idempotent and undone at the end: every object the soak creates carries the run label, recurring
+jobs that existed before are recorded and put back exactly as they were.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lhsoak import cluster, config, errors
+from lhsoak.cluster import Obj
+
+log = logging.getLogger(__name__)
+
+NS = config.LONGHORN_NAMESPACE
+JOB_LABEL_PREFIX = "recurring-job.longhorn.io/"
+GROUP_LABEL_PREFIX = "recurring-job-group.longhorn.io/"
+
+
+@dataclass(frozen=True)
+class Health:
+    """What the readiness check saw; `problems` empty means healthy."""
+
+    problems: tuple[str, ...]
+    longhorn_version: str | None
+    kubernetes_version: str | None
+    nodes: int
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+
+def check_health(api: cluster.Cluster) -> Health:
+    """Longhorn managers running, the default BackupTarget available, nodes Ready."""
+    problems: list[str] = []
+    version = api.version()
+    managers = api.list(cluster.PODS, namespace=NS, label_selector="app=longhorn-manager").items
+    running = [pod for pod in managers if (pod.get("status") or {}).get("phase") == "Running"]
+    if not running:
+        problems.append(f"no longhorn-manager pod is Running in {NS} ({len(managers)} found)")
+    target = api.find(cluster.BACKUP_TARGETS, "default", namespace=NS)
+    if target is None:
+        problems.append("BackupTarget 'default' does not exist: configure a backup target")
+    elif not (target.get("status") or {}).get("available"):
+        problems.append(f"BackupTarget 'default' is not available: {_condition_message(target)}")
+    nodes = api.list(cluster.NODES).items
+    not_ready = [node["metadata"]["name"] for node in nodes if not node_ready(node)]
+    if not_ready:
+        problems.append(f"nodes not Ready: {', '.join(not_ready)}")
+    return Health(
+        problems=tuple(problems),
+        longhorn_version=_longhorn_version(running),
+        kubernetes_version=version.get("gitVersion"),
+        nodes=len(nodes),
+    )
+
+
+def node_ready(node: Mapping[str, Any]) -> bool:
+    return ready_status(node) == "True"
+
+
+def ready_status(node: Mapping[str, Any]) -> str:
+    for condition in (node.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return str(condition.get("status", "Unknown"))
+    return "Unknown"
+
+
+def _condition_message(target: Obj) -> str:
+    for condition in (target.get("status") or {}).get("conditions") or []:
+        if condition.get("status") == "True":
+            return f"{condition.get('reason', '')} {condition.get('message', '')}".strip()
+    return "no condition says why"
+
+
+def _longhorn_version(manager_pods: list[Obj]) -> str | None:
+    for pod in manager_pods:
+        for container in (pod.get("spec") or {}).get("containers") or []:
+            image = str(container.get("image", ""))
+            if "longhorn-manager" in image and ":" in image:
+                return image.rsplit(":", 1)[1]
+    return None
+
+
+# -- objects the soak owns ----------------------------------------------------------------------
+
+
+def run_labels(run_id: str) -> dict[str, str]:
+    return {config.RUN_LABEL: run_id}
+
+
+def recurring_job_object(job: config.JobSpec, *, run_id: str) -> Obj:
+    return {
+        "metadata": {"name": job.name, "namespace": NS, "labels": run_labels(run_id)},
+        "spec": {
+            "name": job.name,
+            "task": job.task,
+            "cron": job.cron,
+            "retain": job.retain,
+            "concurrency": job.concurrency,
+            # No groups: the soak's volumes opt in by the per-job label, so no other volume is touched.
+            "groups": [],
+            "labels": {},
+        },
+    }
+
+
+def volume_object(name: str, *, run_id: str, size_bytes: int, jobs: Iterable[config.JobSpec]) -> Obj:
+    labels = run_labels(run_id) | {f"{JOB_LABEL_PREFIX}{job.name}": "enabled" for job in jobs}
+    return {
+        "metadata": {"name": name, "namespace": NS, "labels": labels},
+        "spec": {
+            "size": str(size_bytes),
+            "numberOfReplicas": 1,
+            "frontend": "blockdev",
+            "dataEngine": "v1",
+            "accessMode": "rwo",
+        },
+    }
+
+
+def volume_names(run_id: str, count: int) -> list[str]:
+    return [f"{run_id}-vol-{index + 1}" for index in range(count)]
+
+
+class Setup:
+    """Creates the soak's volumes and recurring jobs, and puts the cluster back as it was."""
+
+    def __init__(
+        self,
+        api: cluster.Cluster,
+        soak: config.Soak,
+        *,
+        on_step: Callable[[str], None] = log.info,
+    ) -> None:
+        self._api = api
+        self._soak = soak
+        self._on_step = on_step
+        self.volumes = volume_names(soak.run_id, soak.volumes)
+        self.jobs_before: list[Obj] = []
+
+    @property
+    def _snapshot_path(self) -> Path:
+        return self._soak.run_dir / "recurring-jobs-before.json"
+
+    def apply(self) -> None:
+        self.jobs_before = self._record_existing_jobs()
+        self._refuse_foreign_names()
+        for name in self.volumes:
+            self._ensure(
+                cluster.VOLUMES,
+                volume_object(
+                    name,
+                    run_id=self._soak.run_id,
+                    size_bytes=self._soak.volume_size_bytes,
+                    jobs=self._soak.jobs,
+                ),
+            )
+        for job in self._soak.jobs:
+            self._ensure(cluster.RECURRING_JOBS, recurring_job_object(job, run_id=self._soak.run_id))
+
+    def _record_existing_jobs(self) -> list[Obj]:
+        existing = self._api.list(cluster.RECURRING_JOBS, namespace=NS).items
+        foreign = [job for job in existing if not _owned(job)]
+        self._snapshot_path.parent.mkdir(parents=True, exist_ok=True)
+        self._snapshot_path.write_text(json.dumps(foreign, indent=2, sort_keys=True) + "\n")
+        return foreign
+
+    def _refuse_foreign_names(self) -> None:
+        taken = {job["metadata"]["name"] for job in self.jobs_before}
+        clash = sorted(taken & {job.name for job in self._soak.jobs})
+        if clash:
+            raise errors.UsageError(
+                f"RecurringJob {', '.join(clash)} already exists and was not made by lhsoak; "
+                "choose other job names"
+            )
+
+    def _ensure(self, resource: cluster.Resource, obj: Obj) -> None:
+        name = obj["metadata"]["name"]
+        try:
+            self._api.create(resource, obj, namespace=NS)
+            self._on_step(f"created {resource.kind} {name}")
+        except cluster.ConflictError:
+            current = self._api.get(resource, name, namespace=NS)
+            if not _owned(current):
+                raise errors.UsageError(f"{resource.kind} {name} exists and was not made by lhsoak") from None
+            updated = copy.deepcopy(current)
+            updated["metadata"]["labels"] = obj["metadata"]["labels"]
+            updated["spec"] = {**current.get("spec", {}), **obj["spec"]}
+            self._api.replace(resource, updated, namespace=NS)
+            self._on_step(f"reused {resource.kind} {name} from an earlier run")
+
+    def undo(self, *, keep: bool) -> list[str]:
+        """Remove the soak's recurring jobs (and its volumes unless `keep`); restore others exactly."""
+        problems: list[str] = []
+        selector = f"{config.RUN_LABEL}={self._soak.run_id}"
+        for resource in (cluster.RECURRING_JOBS, *(() if keep else (cluster.VOLUMES,))):
+            problems += self._delete_labelled(resource, selector)
+        if not keep:
+            problems += self._delete_backups()
+        problems += self._restore_jobs()
+        return problems
+
+    def _delete_labelled(self, resource: cluster.Resource, selector: str) -> list[str]:
+        problems = []
+        for obj in self._api.list(resource, namespace=NS, label_selector=selector).items:
+            name = obj["metadata"]["name"]
+            try:
+                self._api.delete(resource, name, namespace=NS)
+                self._on_step(f"deleted {resource.kind} {name}")
+            except cluster.NotFoundError:
+                pass
+            except cluster.ClusterError as error:
+                problems.append(f"could not delete {resource.kind} {name}: {error}")
+        return problems
+
+    def _delete_backups(self) -> list[str]:
+        problems = []
+        for volume in self.volumes:
+            backups = self._api.list(cluster.BACKUPS, namespace=NS, label_selector=f"backup-volume={volume}")
+            for backup in backups.items:
+                try:
+                    self._api.delete(cluster.BACKUPS, backup["metadata"]["name"], namespace=NS)
+                except cluster.NotFoundError:
+                    pass
+                except cluster.ClusterError as error:
+                    problems.append(f"could not delete Backup {backup['metadata']['name']}: {error}")
+        return problems
+
+    def _restore_jobs(self) -> list[str]:
+        problems = []
+        for before in self.jobs_before:
+            name = before["metadata"]["name"]
+            now = self._api.find(cluster.RECURRING_JOBS, name, namespace=NS)
+            try:
+                if now is None:
+                    self._api.create(cluster.RECURRING_JOBS, _clean_for_create(before), namespace=NS)
+                    self._on_step(f"restored RecurringJob {name}")
+                elif now.get("spec") != before.get("spec"):
+                    now["spec"] = before.get("spec")
+                    self._api.replace(cluster.RECURRING_JOBS, now, namespace=NS)
+                    self._on_step(f"restored RecurringJob {name} spec")
+            except cluster.ClusterError as error:
+                problems.append(f"could not restore RecurringJob {name}: {error}")
+        return problems
+
+
+def _owned(obj: Mapping[str, Any]) -> bool:
+    return config.RUN_LABEL in ((obj.get("metadata") or {}).get("labels") or {})
+
+
+def _clean_for_create(obj: Obj) -> Obj:
+    meta = obj.get("metadata") or {}
+    kept = {key: meta[key] for key in ("name", "namespace", "labels", "annotations") if key in meta}
+    return {"metadata": kept, "spec": copy.deepcopy(obj.get("spec") or {})}

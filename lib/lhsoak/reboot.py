@@ -1,0 +1,195 @@
+"""Rebooting nodes with proof: the machine went down and came back, and Kubernetes saw it.
+
+For each node of a step, in parallel: issue the reboot through its driver, prove it went down and came back
+(boot id over SSH, or the cloud/container state), then prove Kubernetes saw it: the Node's
+`status.nodeInfo.bootID` changed and its Ready condition went False/Unknown and back to True (its
+`lastTransitionTime` is after the reboot started). Every phase is a `reboot` record in the ledger; a reboot
+that did not happen, or a node that does not come back, is a `failed` record and an error that says what
+was seen — never a silent pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from lhsoak import ledger, longhorn, timestamps
+from lhsoak.chaos import driver as chaos_driver
+from lhsoak.recorder import ClusterView, WaitTimeout
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class NodeReboot:
+    """What was proven about one node's reboot; `failure` says why the proof failed."""
+
+    node: str
+    started_s: float
+    old_boot_id: str | None
+    down_s: float | None = None
+    up_s: float | None = None
+    ready_s: float | None = None
+    new_boot_id: str | None = None
+    failure: str | None = None
+    seen: list[str] = field(default_factory=list)
+
+    @property
+    def downtime_s(self) -> float | None:
+        return None if self.ready_s is None else self.ready_s - self.started_s
+
+
+class RebootFailed(Exception):
+    """At least one node's reboot could not be proven; the message lists each with what was seen."""
+
+
+def node_boot_id(node: Mapping[str, Any] | None) -> str | None:
+    if node is None:
+        return None
+    return ((node.get("status") or {}).get("nodeInfo") or {}).get("bootID")
+
+
+def _ready_since(node: Mapping[str, Any]) -> float | None:
+    for condition in (node.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Ready" and condition.get("status") == "True":
+            since = condition.get("lastTransitionTime")
+            return timestamps.parse_rfc3339(since) if since else None
+    return None
+
+
+def _describe_node(view: ClusterView, name: str) -> str:
+    node = view.get("nodes", name)
+    if node is None:
+        return f"node {name} not in the cluster view"
+    return f"node {name} Ready={longhorn.ready_status(node)} bootID={node_boot_id(node)}"
+
+
+class Rebooter:
+    """Reboots the nodes of a step through their drivers and proves each reboot."""
+
+    def __init__(
+        self,
+        *,
+        drivers: Mapping[str, chaos_driver.RebootDriver],
+        view: ClusterView,
+        writer: ledger.Writer,
+        down_deadline_s: float,
+        ready_deadline_s: float,
+        clock: Callable[[], float] = time.time,
+        progress: Callable[[str], None] = log.info,
+    ) -> None:
+        self._drivers = drivers
+        self._view = view
+        self._writer = writer
+        self._down_deadline_s = down_deadline_s
+        self._ready_deadline_s = ready_deadline_s
+        self._clock = clock
+        self._progress = progress
+        self._lock = threading.Lock()
+        self.in_flight: dict[str, NodeReboot] = {}
+
+    def reboot(self, nodes: Sequence[str]) -> list[NodeReboot]:
+        unknown = [node for node in nodes if node not in self._drivers]
+        if unknown:
+            # The plan was checked against the inventory before anything started; this is a harness bug.
+            raise RebootFailed(f"no reboot driver for {', '.join(unknown)}")
+        with ThreadPoolExecutor(max_workers=max(1, len(nodes)), thread_name_prefix="reboot") as pool:
+            results = list(pool.map(self._reboot_one, nodes))
+        failed = [result for result in results if result.failure]
+        if failed:
+            raise RebootFailed("; ".join(f"{result.node}: {result.failure}" for result in failed))
+        return results
+
+    def _record(self, result: NodeReboot, phase: str, boot_id: str | None = None, **extra: Any) -> None:
+        record: dict[str, Any] = {"type": "reboot", "node": result.node, "phase": phase, "boot_id": boot_id}
+        record.update(extra)
+        self._writer.append(record)
+
+    def _reboot_one(self, node: str) -> NodeReboot:
+        driver = self._drivers[node]
+        result = NodeReboot(
+            node=node, started_s=self._clock(), old_boot_id=node_boot_id(self._view.get("nodes", node))
+        )
+        with self._lock:
+            self.in_flight[node] = result
+        try:
+            # Read over SSH where the driver can: the machine's own word beats the Node's status.
+            old = result.old_boot_id = driver.boot_id() or result.old_boot_id
+            self._record(result, "start", old)
+            self._progress(f"rebooting {node} (boot id {old})")
+            driver.reboot()
+            driver.wait_down(deadline_s=self._down_deadline_s)
+            result.down_s = self._clock()
+            self._record(result, "down", old)
+            new = driver.wait_up(deadline_s=self._ready_deadline_s)
+            result.up_s = self._clock()
+            if new is not None and old is not None and new == old:
+                raise chaos_driver.DriverError(f"came back with the same boot id {old}: it did not reboot")
+            self._record(result, "up", new)
+            result.new_boot_id = self._wait_ready(result)
+            result.ready_s = self._clock()
+            self._record(result, "ready", result.new_boot_id)
+            self._progress(f"{node} is back: Ready, boot id {result.new_boot_id}")
+        except (chaos_driver.DriverError, WaitTimeout) as error:
+            result.failure = str(error)
+            self._record(result, "failed", None, error=str(error))
+            self._progress(f"{node}: reboot not proven: {error}")
+        finally:
+            with self._lock:
+                self.in_flight.pop(node, None)
+        return result
+
+    def _wait_ready(self, result: NodeReboot) -> str:
+        restarts_kernel = self._drivers[result.node].restarts_kernel
+
+        def check(view: ClusterView) -> str | None:
+            node = view.get("nodes", result.node)
+            if node is None or longhorn.ready_status(node) != "True":
+                return None
+            boot_id = node_boot_id(node)
+            transitioned = self._ready_transitioned(view, node, result)
+            if restarts_kernel:
+                # A new bootID is only reported by a kubelet that started on the new kernel: proof
+                # enough. Ready need not visibly flip: a reboot shorter than the node-monitor grace
+                # period, with the control plane down too, may never show NotReady to anyone.
+                if boot_id is None or boot_id == result.old_boot_id:
+                    return None
+                if not transitioned:
+                    result.seen.append(
+                        "Ready was not seen False/Unknown (a reboot faster than the grace period)"
+                    )
+                return boot_id
+            # A container restart (kind, k3d) keeps the host kernel, so its bootID cannot change:
+            # the Ready condition's transition is the proof.
+            return (boot_id or "unchanged") if transitioned else None
+
+        return self._view.wait_for(
+            check,
+            what=f"node {result.node} Ready with a new boot id (was {result.old_boot_id})",
+            deadline_s=self._ready_deadline_s,
+            seen=lambda view: _describe_node(view, result.node),
+            progress=self._progress,
+        )
+
+    @staticmethod
+    def _ready_transitioned(view: ClusterView, node: Mapping[str, Any], result: NodeReboot) -> bool:
+        since = _ready_since(node)
+        # Kubernetes timestamps have whole seconds: a transition in the reboot's own second counts.
+        return (since is not None and since >= int(result.started_s)) or view.not_ready_seen_since(
+            result.node, result.started_s
+        )
+
+    def restore_all(self) -> list[str]:
+        """Safety on interruption: bring back every node a driver may have left powered off."""
+        problems = []
+        for node, driver in self._drivers.items():
+            try:
+                driver.restore()
+            except Exception as error:
+                problems.append(f"{node}: {error}")
+        return problems

@@ -1,0 +1,234 @@
+"""The run in plain text: a short table per job for the end of the pytest run, and failure messages.
+
+`summary_text` is what the terminal shows after the tests (printed by the verdict test too, so it lands
+in JUnit's system-out and Allure's stdout attachment): per job its volumes' figures, the missed ticks
+with how late each was, the reboots with how long each node was down. `failure_text` (the verdict)
+and `step_failure_text` (a chaos step) are the failure messages: short, with the category markers
+Allure sorts by and one line per cause.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from lhsoak import diagnosis, ledger, verdict
+from lhsoak.report import categories
+from lhsoak.report import ticks as tick_rows
+from lhsoak.timestamps import to_rfc3339
+
+if TYPE_CHECKING:
+    from lhsoak import reboot
+
+__all__ = ["failure_text", "headline", "step_failure_text", "summary_text"]
+
+_MISSED_SHOWN = 6
+_CAUSE_TEXT = {"no_fire": "no fire", "error": "Error"}
+
+
+def _clock_format(result: verdict.Verdict) -> str:
+    one_day = result.window_end_s - result.window_start_s < 86_400.0
+    return "%H:%M:%S" if one_day else "%m-%d %H:%M:%S"
+
+
+def _clock(epoch_s: float, fmt: str) -> str:
+    return dt.datetime.fromtimestamp(epoch_s, tz=dt.UTC).strftime(fmt)
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return "never" if math.isinf(value) else f"{value:.1f}"
+
+
+def _table(header: Sequence[str], body: Sequence[Sequence[str]], *, indent: str = "  ") -> list[str]:
+    widths = [max(len(cell) for cell in column) for column in zip(header, *body, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        # Text left, figures right, as a reader scans them.
+        padded = [
+            cell.ljust(width) if index < 1 else cell.rjust(width)
+            for index, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return (indent + "  ".join(padded)).rstrip()
+
+    return [line(header), *(line(row) for row in body)]
+
+
+def _miss_text(row: tick_rows.TickRow, fmt: str, lag_bound_s: float) -> str:
+    when = _clock(row.tick_s, fmt)
+    if row.cause == "late":
+        late = "never done" if row.lag_s is None else f"done after {row.lag_s:.0f} s > {lag_bound_s:g} s"
+        return f"{when} ({late})"
+    return f"{when} ({_CAUSE_TEXT.get(row.cause or '', row.cause or '?')})"
+
+
+def _job_block(
+    job: verdict.JobVerdict, result: verdict.Verdict, rows: Sequence[tick_rows.TickRow], fmt: str
+) -> list[str]:
+    state = "passed" if job.passed else "FAILED"
+    lines = [f"{job.name} ({job.task}, {job.cron!r}, retain {job.retain}): {state}"]
+    header = ("volume", "ticks", "fired", "missed", "in outage", "pending", "lag p50/p95/max s", "stalest s")
+    body = [
+        (
+            row.volume,
+            str(row.ticks),
+            str(row.fired),
+            str(row.missed),
+            str(row.excused_missed),
+            str(row.pending),
+            "/".join(_seconds(v) for v in (row.lag_p50_s, row.lag_p95_s, row.lag_max_s)),
+            _seconds(row.max_staleness_s),
+        )
+        for row in job.volumes
+    ]
+    lines += _table(header, body) if body else ["  (no volume fired)"]
+    for volume in job.volumes:
+        missed = [r for r in rows if r.job == job.name and r.volume == volume.volume and r.counts]
+        if not missed:
+            continue
+        shown = ", ".join(_miss_text(r, fmt, result.lag_bound_s) for r in missed[:_MISSED_SHOWN])
+        more = f", … {len(missed) - _MISSED_SHOWN} more" if len(missed) > _MISSED_SHOWN else ""
+        lines.append(f"  missed on {volume.volume}: {shown}{more}")
+    return lines
+
+
+def _reboot_block(result: verdict.Verdict, fmt: str) -> list[str]:
+    if not result.reboots:
+        return ["reboots: none"]
+    body = [
+        (
+            reboot.node,
+            _clock(reboot.start_s, fmt),
+            _clock(reboot.ready_s, fmt) if reboot.ready_s is not None else "never",
+            _seconds(reboot.downtime_s),
+            _seconds(reboot.recovery_s) if reboot.ready_s is not None else "-",
+            "failed" if reboot.failed else "",
+        )
+        for reboot in result.reboots
+    ]
+    return ["reboots:", *_table(("node", "start", "Ready", "down s", "recovery s", ""), body)]
+
+
+def headline(result: verdict.Verdict) -> str:
+    """One line: the run, its verdict and which jobs stopped firing."""
+    if result.passed:
+        return f"lhsoak {result.run_id}: PASSED: every job kept firing on every volume"
+    failed = [job.name for job in result.jobs if not job.passed]
+    missed = sum(volume.missed for job in result.jobs for volume in job.volumes)
+    return (
+        f"lhsoak {result.run_id}: FAILED: {', '.join(failed) or 'a job'} stopped firing "
+        f"({missed} missed ticks outside outages)"
+    )
+
+
+def _rows(result: verdict.Verdict, led: ledger.Ledger | None) -> list[tick_rows.TickRow]:
+    return tick_rows.rows(led, result) if led is not None else []
+
+
+def summary_text(result: verdict.Verdict, led: ledger.Ledger | None = None) -> str:
+    """Per job a short table, its missed ticks (with the ledger: which, and how late), the reboots."""
+    return _summary(result, _rows(result, led))
+
+
+def _summary(result: verdict.Verdict, rows: Sequence[tick_rows.TickRow]) -> str:
+    fmt = _clock_format(result)
+    span = f"{to_rfc3339(result.window_start_s)} → {to_rfc3339(result.window_end_s)}"
+    lines = [
+        headline(result),
+        f"window {span} ({result.end_reason or 'no end record'}); lag bound {result.lag_bound_s:g} s, "
+        f"settle {result.settle_s:g} s; times UTC",
+        "",
+    ]
+    for job in result.jobs:
+        lines += _job_block(job, result, rows, fmt)
+        lines.append("")
+    lines += _reboot_block(result, fmt)
+    if result.notes:
+        lines += ["", "notes:", *(f"  - {note}" for note in result.notes)]
+    return "\n".join(lines) + "\n"
+
+
+def _failed_jobs(result: verdict.Verdict) -> set[str]:
+    return {job.name for job in result.jobs if not job.passed}
+
+
+def _note_categories(led: ledger.Ledger | None, failed: set[str]) -> list[str]:
+    """Categories the soak's diagnosis wrote into the ledger's notes about the failed jobs."""
+    found: list[str] = []
+    covered: set[str] = set()
+    for note in led.notes if led is not None else ():
+        category, job = note.data.get("category"), note.data.get("job")
+        if note.level != "error" or category not in categories.TITLES:
+            continue
+        if (job is None or job in failed) and str(job) not in covered:
+            covered.add(str(job))
+            found += [str(category)] if category not in found else []
+    return found
+
+
+def _failure_markers(
+    result: verdict.Verdict, findings: Sequence[diagnosis.Finding], led: ledger.Ledger | None
+) -> list[str]:
+    failed = _failed_jobs(result)
+    relevant = [f for f in findings if not f.jobs or f.jobs & failed]
+    if relevant:
+        return categories.finding_markers(relevant)
+    noted = _note_categories(led, failed)
+    return [categories.category_marker(c) for c in noted or ["missed-ticks"]]
+
+
+def _cause_lines(findings: Sequence[diagnosis.Finding], led: ledger.Ledger | None) -> list[str]:
+    if findings:
+        return [f"cause: [{finding.category}] {finding.summary}" for finding in findings]
+    noted = [note for note in (led.notes if led is not None else ()) if note.level == "error"]
+    if noted:
+        return [f"noted {to_rfc3339(note.ts_s)}: {note.text}" for note in noted[:_MISSED_SHOWN]]
+    return ["cause: none found in the cluster state"]
+
+
+def failure_text(
+    result: verdict.Verdict,
+    findings: Sequence[diagnosis.Finding] = (),
+    led: ledger.Ledger | None = None,
+) -> str:
+    """The verdict's failure message; empty when the run passed.
+
+    Short on purpose (Allure groups a category's failures by their message): the headline, the
+    category markers (the most specific finding per failed job; else the categories the soak's
+    diagnosis noted in the ledger; else `missed-ticks`), the verdict's reasons and one line per
+    cause. The tables are `summary_text`, the diagnosis detail is in the attachments.
+    """
+    if result.passed:
+        return ""
+    lines = [headline(result), *_failure_markers(result, findings, led)]
+    lines += [f"- {f.job} on {f.volume or 'every volume'}: {f.reason}" for f in result.failures]
+    lines += _cause_lines(findings, led)
+    return "\n".join(lines) + "\n"
+
+
+def _reboot_category(proof: reboot.NodeReboot) -> str:
+    # Down but never Ready again: the node did not come back; never seen down: nothing was proven.
+    return "node-not-back" if proof.down_s is not None and proof.ready_s is None else "reboot-not-proven"
+
+
+def step_failure_text(
+    what: str,
+    *,
+    findings: Sequence[diagnosis.Finding] = (),
+    reboots: Sequence[reboot.NodeReboot] = (),
+) -> str:
+    """A chaos step's failure message: `what` (one line), the category markers, one line per cause.
+
+    Failed reboot proofs file it under node-not-back or reboot-not-proven; else the findings' own
+    categories; else missed-ticks. `report.attach_step` attaches the full diagnosis beside it.
+    """
+    categories_found = [_reboot_category(proof) for proof in reboots if proof.failure]
+    markers = [categories.category_marker(c) for c in dict.fromkeys(categories_found)]
+    markers += [m for m in categories.finding_markers(findings) if m not in markers]
+    lines = [what, *(markers or [categories.category_marker("missed-ticks")])]
+    lines += [f"node {proof.node}: {proof.failure}" for proof in reboots if proof.failure]
+    lines += [f"cause: [{finding.category}] {finding.summary}" for finding in findings]
+    return "\n".join(lines) + "\n"

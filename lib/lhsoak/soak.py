@@ -1,0 +1,458 @@
+"""A soak run, phase by phase: open → setup → steps → settle → finish → teardown.
+
+The pytest plugin drives these phases as tests (so the report shows where a run broke); the library does
+the work. Teardown always runs: it brings back any node a driver powered off, restores the recurring jobs
+that were there, removes the soak's objects (unless `keep`) and ends the ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from lhsoak import (
+    cluster,
+    config,
+    diagnosis,
+    errors,
+    inventory,
+    ledger,
+    longhorn,
+    monitor,
+    plan,
+    reboot,
+    recorder,
+    schedule,
+    timestamps,
+    verdict,
+)
+from lhsoak.chaos import driver as chaos_driver
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class StepFailed(AssertionError):
+    """A soak step failed: a reboot not proven, a node not back, or a tick missed (with the diagnosis)."""
+
+
+@dataclass
+class StepOutcome:
+    step: plan.Step
+    reboots: list[reboot.NodeReboot] = field(default_factory=list)
+    misses: list[monitor.Miss] = field(default_factory=list)
+    findings: list[diagnosis.Finding] = field(default_factory=list)
+
+
+class SoakRun:
+    """One soak against one cluster. Not reusable: open, setup, run steps, finish, teardown."""
+
+    def __init__(
+        self,
+        *,
+        soak: config.Soak,
+        target: config.Target,
+        chaos: config.Plan,
+        progress: Callable[[str], None] = log.info,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.soak = soak
+        self.target = target
+        self.chaos = chaos
+        self.progress = progress
+        self.clock = clock
+        self.api: cluster.Cluster | None = None
+        self.inventory: inventory.Inventory | None = None
+        self.drivers: dict[str, chaos_driver.RebootDriver] = {}
+        self.nodes: dict[str, str] = {}
+        self.writer: ledger.Writer | None = None
+        self.setup: longhorn.Setup | None = None
+        self.recorder: recorder.Recorder | None = None
+        self.monitor: monitor.TickMonitor | None = None
+        self.rebooter: reboot.Rebooter | None = None
+        self.outcomes: list[StepOutcome] = []
+        self.health: longhorn.Health | None = None
+        self.result: verdict.Verdict | None = None
+        self.started_s: float | None = None
+        self._misses: list[monitor.Miss] = []
+        self._time_passes = threading.Event()  # never set: its wait is an interruptible timer
+        self._outages: list[monitor.Outage] = []
+        self._lock = threading.Lock()
+        self._ended = False
+
+    # -- phase 0: check inputs and the target before touching anything ---------------------------
+
+    def open(self) -> None:
+        """Validate config, inventory and context; connect. Raises UsageError, touches nothing."""
+        self.soak.validate()
+        self.chaos.validate()
+        allowed = self.target.allowed_contexts
+        if self.target.inventory is not None:
+            self.inventory = inventory.load(self.target.inventory)
+            allowed = (*allowed, self.inventory.cluster.context)
+        self.api = cluster.Cluster.connect(
+            kubeconfig=self.target.kubeconfig, context=self.target.context, allowed=allowed
+        )
+        try:
+            nodes = self.api.list(cluster.NODES).items
+        except cluster.UnreachableError as error:
+            raise errors.UsageError(f"the API server at {self.api.server} is unreachable: {error}") from None
+        self.nodes = {node["metadata"]["name"]: _role(node) for node in nodes}
+        needed = plan.required_nodes(self.chaos, self.nodes)
+        if needed:
+            if self.inventory is None:
+                raise errors.UsageError(f"plan {self.chaos.kind!r} reboots nodes: pass --inventory")
+            options = chaos_driver.DriverOptions(
+                insecure_host_keys=self.target.insecure_host_keys, poll_interval_s=self.chaos.poll_interval_s
+            )
+            self.drivers = chaos_driver.drivers_for(self.inventory, needed, options=options)
+            for node, driver in self.drivers.items():
+                try:
+                    driver.check()
+                except chaos_driver.DriverError as error:
+                    raise errors.UsageError(f"node {node} cannot be rebooted: {error}") from None
+
+    def describe_plan(self) -> str:
+        """What a dry run prints: nodes, order, expected ticks, outage overlap."""
+        lines = [
+            f"target: context {self.api.context if self.api else '?'}; nodes {', '.join(sorted(self.nodes))}"
+        ]
+        for job in self.soak.jobs:
+            sched = schedule.parse(job.cron)
+            lines.append(
+                f"job {job.name}: {job.task} {job.cron!r} (every {sched.period_s:.0f}s), retain {job.retain}"
+            )
+        steps = list(_bounded(plan.steps(self.chaos, self.nodes), 50))
+        for step in steps:
+            lines.append(step.title)
+        if not steps:
+            lines.append("no chaos: the jobs are watched only")
+        return "\n".join(lines)
+
+    # -- phase 1: setup ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        api = self._require_api()
+        self.health = longhorn.check_health(api)
+        if not self.health.healthy:
+            raise StepFailed("Longhorn is not ready: " + "; ".join(self.health.problems))
+        self.soak.run_dir.mkdir(parents=True, exist_ok=True)
+        self.writer = ledger.Writer.open(self.soak.run_dir / "ledger.jsonl", clock=self.clock)
+        self.setup = longhorn.Setup(api, self.soak, on_step=self.progress)
+        self.started_s = self.clock()
+        self.writer.append(self._run_record())
+        self.setup.apply()
+        self.recorder = recorder.Recorder(
+            api,
+            self.writer,
+            jobs={job.name: job.task for job in self.soak.jobs},
+            volumes=self.setup.volumes,
+            clock=self.clock,
+        )
+        self.recorder.start()
+        self.recorder.wait_synced(deadline_s=60)
+        self.rebooter = reboot.Rebooter(
+            drivers=self.drivers,
+            view=self.recorder.view,
+            writer=self.writer,
+            down_deadline_s=self.chaos.down_deadline_s,
+            ready_deadline_s=self.chaos.ready_deadline_s,
+            clock=self.clock,
+            progress=self.progress,
+        )
+        self.monitor = monitor.TickMonitor(
+            jobs=self.soak.jobs,
+            volumes=self.setup.volumes,
+            fires=lambda: list(self._require_recorder().fires_snapshot()),
+            outages=self.outages,
+            lag_bound_s=self.soak.lag_bound_s,
+            settle_s=self.soak.settle_s,
+            on_miss=self._on_miss,
+            clock=self.clock,
+        )
+        self.monitor.start(from_s=self.started_s)
+
+    def _run_record(self) -> dict[str, Any]:
+        return {
+            "type": "run",
+            "version": 1,
+            "run_id": self.soak.run_id,
+            "target": {
+                "context": self.api.context if self.api else None,
+                "server": self.api.server if self.api else None,
+                "nodes": self.nodes,
+                "plan": self.chaos.kind,
+                "phase": self.chaos.phase,
+            },
+            "jobs": [job.as_record() for job in self.soak.jobs],
+            "volumes": longhorn.volume_names(self.soak.run_id, self.soak.volumes),
+            "lag_bound_s": self.soak.lag_bound_s,
+            "settle_s": self.soak.settle_s,
+        }
+
+    # -- phase 2: chaos steps ---------------------------------------------------------------------
+
+    def steps(self) -> list[plan.Step]:
+        return list(_bounded(plan.steps(self.chaos, self.nodes), self.chaos.iterations or 10_000))
+
+    def outages(self) -> list[monitor.Outage]:
+        with self._lock:
+            known = list(self._outages)
+        rebooter = self.rebooter
+        if rebooter is not None:
+            known += [
+                monitor.Outage(node=r.node, start_s=r.started_s, end_s=None)
+                for r in list(rebooter.in_flight.values())
+            ]
+        return known
+
+    def run_step(self, step: plan.Step) -> StepOutcome:
+        rebooter = self._require(self.rebooter)
+        outcome = StepOutcome(step=step)
+        self.outcomes.append(outcome)
+        self._wait_for_phase()
+        self.progress(step.title)
+        misses_before = len(self._misses)
+        try:
+            outcome.reboots = rebooter.reboot(step.nodes)
+        except reboot.RebootFailed as error:
+            self._note("error", f"{step.title}: reboot not proven: {error}")
+            raise StepFailed(f"{step.title}: reboot not proven: {error}") from None
+        finally:
+            with self._lock:
+                for result in outcome.reboots or list(rebooter.in_flight.values()):
+                    self._outages.append(monitor.Outage(result.node, result.started_s, result.ready_s))
+        self._wait_recovered(step, outcome, misses_before)
+        if self.chaos.pause_s:
+            self._wait_until(self.clock() + self.chaos.pause_s)
+        return outcome
+
+    def _wait_for_phase(self) -> None:
+        schedules = [schedule.parse(job.cron) for job in self.soak.jobs]
+        at = plan.phase_start(self.chaos.phase, now_s=self.clock(), schedules=schedules)
+        if at > self.clock():
+            self.progress(f"waiting {at - self.clock():.1f}s for the {self.chaos.phase} phase")
+            self._wait_until(at)
+        if self.chaos.phase == "during-backup":
+            self._wait_backup_in_progress()
+
+    def _wait_backup_in_progress(self) -> None:
+        rec = self._require_recorder()
+        backup_jobs = {job.name for job in self.soak.jobs if job.task == "backup"}
+        period = max(schedule.parse(job.cron).period_s for job in self.soak.jobs)
+        try:
+            rec.view.wait_for(
+                lambda view: (
+                    True
+                    if any(
+                        ((b.get("status") or {}).get("labels") or {}).get("RecurringJob") in backup_jobs
+                        and (b.get("status") or {}).get("state") == "InProgress"
+                        for b in view.items("backups")
+                    )
+                    else None
+                ),
+                what="a backup of the soak's backup job to be InProgress",
+                deadline_s=2 * period,
+                seen=lambda view: f"{len(view.items('backups'))} backups, none InProgress",
+            )
+        except recorder.WaitTimeout as error:
+            self._note("warn", f"phase during-backup: {error}; rebooting anyway")
+
+    def _wait_recovered(self, step: plan.Step, outcome: StepOutcome, misses_before: int) -> None:
+        """After the reboot: every job fires again on every volume, or a miss fails the step."""
+        rec = self._require_recorder()
+        ready_at = (
+            max((r.ready_s or self.clock()) for r in outcome.reboots) if outcome.reboots else self.clock()
+        )
+        recovered_after = ready_at + self.soak.settle_s
+        period = max(schedule.parse(job.cron).period_s for job in self.soak.jobs)
+        deadline = self.soak.settle_s + 2 * period + self.soak.lag_bound_s
+        volumes = self._require(self.setup).volumes
+
+        def check(_view: recorder.ClusterView) -> bool | None:
+            if len(self._misses) > misses_before:
+                return False
+            fires = rec.fires_snapshot()
+            fresh = {(f.job, f.volume) for f in fires if f.done is not None and f.started >= recovered_after}
+            wanted = {(job.name, volume) for job in self.soak.jobs for volume in volumes}
+            return True if wanted <= fresh else None
+
+        self.progress(f"{step.title}: waiting for every job to fire again")
+        try:
+            ok = rec.view.wait_for(
+                check,
+                what=f"every job to fire on every volume after {timestamps.to_rfc3339(recovered_after)}",
+                deadline_s=deadline,
+                seen=lambda _view: self._fire_summary(recovered_after),
+                progress=self.progress,
+            )
+        except recorder.WaitTimeout as error:
+            outcome.findings = self.diagnose()
+            raise StepFailed(self._failure_text(step, str(error), outcome.findings)) from None
+        if not ok:
+            outcome.misses = self._misses[misses_before:]
+            outcome.findings = self.diagnose()
+            missed = "; ".join(
+                f"{m.job}/{m.volume} tick {timestamps.to_rfc3339(m.tick_s)}: {m.reason}"
+                for m in outcome.misses
+            )
+            raise StepFailed(self._failure_text(step, f"missed ticks: {missed}", outcome.findings))
+
+    def _fire_summary(self, after_s: float) -> str:
+        fires = self._require_recorder().fires_snapshot()
+        counts: dict[str, int] = {}
+        for fire in fires:
+            if fire.done is not None and fire.started >= after_s:
+                counts[fire.job] = counts.get(fire.job, 0) + 1
+        return "fires since then: " + (", ".join(f"{job} {n}" for job, n in sorted(counts.items())) or "none")
+
+    def _failure_text(self, step: plan.Step, what: str, findings: Sequence[diagnosis.Finding]) -> str:
+        text = f"{step.title}: {what}"
+        if findings:
+            text += "\n" + diagnosis.render(findings)
+        return text
+
+    def _on_miss(self, miss: monitor.Miss) -> None:
+        self._misses.append(miss)
+        self._note(
+            "error",
+            f"missed tick: {miss.job}/{miss.volume} at {timestamps.to_rfc3339(miss.tick_s)}: {miss.reason}",
+            {"job": miss.job, "volume": miss.volume, "tick": timestamps.to_rfc3339(miss.tick_s)},
+        )
+        self.progress(
+            f"MISSED {miss.job}/{miss.volume} tick {timestamps.to_rfc3339(miss.tick_s)}: {miss.reason}"
+        )
+        # Wake anyone waiting on the cluster view, so a step fails as soon as the miss is known.
+        self._require_recorder().view.poke()
+
+    # -- phase 3: after the chaos -----------------------------------------------------------------
+
+    def settle(self) -> None:
+        """Watch `ticks_after_chaos` more ticks of every job after the last outage has settled, so
+        a stall after the last reboot shows and every job's verdict covers a stretch of calm."""
+        period = max(schedule.parse(job.cron).period_s for job in self.soak.jobs)
+        calm_from = max(
+            [self._require(self.started_s)]
+            + [(outage.end_s or self.clock()) + self.soak.settle_s for outage in self.outages()]
+        )
+        until = max(self.clock(), calm_from) + self.soak.ticks_after_chaos * period + self.soak.lag_bound_s
+        self.progress(f"watching {self.soak.ticks_after_chaos} more ticks ({until - self.clock():.0f}s)")
+        self._wait_until(until)
+
+    def diagnose(self) -> list[diagnosis.Finding]:
+        rec = self._require_recorder()
+        view = rec.view
+        snapshot = diagnosis.ClusterSnapshot(
+            cronjobs=tuple(view.items("cronjobs")),
+            jobs=tuple(view.items("jobs")),
+            pods=tuple(view.items("pods")),
+            events=tuple(view.items("events")),
+            nodes=tuple(view.items("nodes")),
+            backups=tuple(view.items("backups")),
+            snapshots=tuple(view.items("snapshots")),
+            volumes=tuple(view.items("volumes")),
+            backup_targets=tuple(view.items("backuptargets")),
+            recurring_jobs=(),
+            taken_at_s=self.clock(),
+        )
+        stalled = {miss.job for miss in self._misses}
+        findings = diagnosis.diagnose(snapshot, jobs=self.soak.jobs, stalled=stalled)
+        for finding in findings:
+            self._note(
+                "error" if finding.job in stalled else "warn",
+                finding.summary,
+                {
+                    "category": finding.category,
+                    "job": finding.job,
+                    "detail": finding.detail,
+                    **dict(finding.data),
+                },
+            )
+        return findings
+
+    def finish(self, reason: str = "completed") -> verdict.Verdict:
+        """Stop watching, end the ledger, decide. Idempotent."""
+        if self.monitor is not None:
+            self.monitor.stop()
+        if self.recorder is not None:
+            self.recorder.stop()
+        writer = self._require(self.writer)
+        if not self._ended:
+            writer.append({"type": "end", "reason": reason})
+            self._ended = True
+        parsed = ledger.read(self.soak.run_dir / "ledger.jsonl")
+        self.result = verdict.analyse(parsed)
+        (self.soak.run_dir / "verdict.json").write_text(
+            json.dumps(self.result.to_json(), indent=2, sort_keys=True) + "\n"
+        )
+        return self.result
+
+    # -- teardown: always --------------------------------------------------------------------------
+
+    def teardown(self, *, reason: str = "completed") -> list[str]:
+        problems: list[str] = []
+        if self.rebooter is not None:
+            problems += self.rebooter.restore_all()
+        if self.writer is not None and not self._ended:
+            try:
+                self.finish(reason)
+            except Exception as error:
+                problems.append(f"could not finish the ledger: {error}")
+        if self.setup is not None:
+            try:
+                problems += self.setup.undo(keep=self.soak.keep)
+            except cluster.ClusterError as error:
+                problems.append(f"cleanup failed: {error}")
+        if self.writer is not None:
+            self.writer.close()
+        if self.api is not None:
+            self.api.close()
+        for problem in problems:
+            self.progress(f"teardown: {problem}")
+        return problems
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _note(self, level: str, text: str, data: dict[str, Any] | None = None) -> None:
+        if self.writer is not None and not self._ended:
+            self.writer.append({"type": "note", "level": level, "text": text, "data": data or {}})
+
+    def _wait_until(self, epoch_s: float) -> None:
+        # Waiting for time itself (the schedule's next ticks), not for state. An interrupt still
+        # ends it: the lock wait under Event.wait is interruptible by signal handlers.
+        self._time_passes.wait(timeout=max(0.0, epoch_s - self.clock()))
+
+    def _require_api(self) -> cluster.Cluster:
+        return self._require(self.api)
+
+    def _require_recorder(self) -> recorder.Recorder:
+        return self._require(self.recorder)
+
+    @staticmethod
+    def _require(value: T | None) -> T:
+        if value is None:
+            raise RuntimeError("soak phase called out of order")
+        return value
+
+
+def _role(node: dict[str, Any]) -> str:
+    labels = (node.get("metadata") or {}).get("labels") or {}
+    planes = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
+    return "control-plane" if any(label in labels for label in planes) else "worker"
+
+
+def _bounded(steps: Iterator[plan.Step], limit: int) -> Iterator[plan.Step]:
+    for index, step in enumerate(steps):
+        if index >= limit:
+            return
+        yield step
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,56 @@
+"""Each lab fault profile reproduces an upstream bug; the harness must fail the run and name the cause.
+
+`healthy` is the control: the same reboots, the fixed behaviour, and the run passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from lhsoak import verdict
+
+LabSoak = Callable[..., Any]
+
+
+def _failed_jobs(result: verdict.Verdict) -> set[str]:
+    return {failure.job for failure in result.failures}
+
+
+def test_a_healthy_cluster_passes_full_cluster_restarts(lab_soak: LabSoak) -> None:
+    outcome = lab_soak("healthy")
+    assert outcome.step_failure is None
+    assert outcome.verdict.passed, verdict.render_table(outcome.verdict)
+    assert not {"stuck-pending-job", "stuck-inprogress-backup"} & outcome.categories
+
+
+def test_a_job_pod_stuck_pending_after_a_reboot_is_caught_and_named(lab_soak: LabSoak) -> None:
+    outcome = lab_soak("stuck-pending")
+    assert not outcome.verdict.passed
+    assert outcome.step_failure is not None
+    assert "stuck-pending-job" in outcome.categories, outcome.findings
+    assert "Pending" in outcome.step_failure
+    assert "kubernetes#118321" in outcome.step_failure
+
+
+def test_a_backup_stuck_in_progress_is_caught_while_snapshots_go_on(lab_soak: LabSoak) -> None:
+    outcome = lab_soak("stuck-backup")
+    assert not outcome.verdict.passed
+    assert _failed_jobs(outcome.verdict) == {"soak-backup"}, verdict.render_table(outcome.verdict)
+    assert "stuck-inprogress-backup" in outcome.categories, outcome.findings
+
+
+def test_error_backups_piling_up_past_retain_are_caught(lab_soak: LabSoak) -> None:
+    outcome = lab_soak("error-backups")
+    assert not outcome.verdict.passed
+    assert "error-backups-beyond-retain" in outcome.categories, outcome.findings
+
+
+@pytest.mark.parametrize("phase", ["any"])
+def test_a_backup_target_outage_is_caught_and_recorded(lab_soak: LabSoak, phase: str) -> None:
+    outcome = lab_soak("backup-target-down", iterations=0, phase=phase)
+    assert not outcome.verdict.passed
+    assert _failed_jobs(outcome.verdict) == {"soak-backup"}, verdict.render_table(outcome.verdict)
+    assert any("BackupTarget/default: unavailable" in note for note in outcome.notes), outcome.notes

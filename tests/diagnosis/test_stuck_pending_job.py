@@ -1,0 +1,156 @@
+"""Rule 1: a recurring-job pod stuck Pending keeps its Job active, so the Forbid CronJob skips
+every later tick (longhorn#7956, #9185, #10204; kubernetes#118321)."""
+
+from datetime import timedelta
+
+import pytest
+
+from lhsoak import diagnosis
+
+REBOOTED_BOOT_ID = "e4c0f1aa-0b1c-4d2e-9f3a-4b5c6d7e8f90"
+
+
+def _stuck_pending(world, make, *, node="node-2", unschedulable=""):
+    """soak-bak's 11:30 Job: its pod was bound to node-2, which rebooted at 11:33."""
+    scheduled = make.clock("11:30")
+    stuck = make.job("soak-bak", scheduled=scheduled)
+    cronjob = make.cronjob("soak-bak", schedule="*/5 * * * *", last_scheduled=scheduled, active=[stuck])
+    world.remove("Job", make.job_name("soak-bak", make.clock("12:00")))
+    world.put(
+        cronjob,
+        stuck,
+        make.pod(
+            stuck,
+            phase="Pending",
+            node=node,
+            created=scheduled,
+            unschedulable=unschedulable,
+            suffix="b7m2q",
+        ),
+        make.node("node-2", since=make.clock("11:33:10"), boot_id=REBOOTED_BOOT_ID),
+        make.event(
+            cronjob,
+            reason="JobAlreadyActive",
+            message=diagnosis.JOB_ALREADY_ACTIVE_MESSAGE,
+            count=6,
+            first=make.clock("11:35"),
+            last=make.clock("12:00"),
+        ),
+    )
+    return stuck
+
+
+def _only(findings, category):
+    matching = [finding for finding in findings if finding.category == category]
+    assert len(matching) == 1, diagnosis.render(findings)
+    return matching[0]
+
+
+def test_pending_pod_bound_to_a_rebooted_node_blocks_the_cronjob(world, make):
+    stuck = _stuck_pending(world, make)
+    pod_name = f"{stuck['metadata']['name']}-b7m2q"
+
+    finding = _only(world.diagnose(stalled={"soak-bak"}), "stuck-pending-job")
+
+    assert finding.job == "soak-bak"
+    assert finding.summary == (
+        f"soak-bak: job pod {pod_name} Pending for 30m30s on node node-2, bound before the node "
+        "restarted; the Forbid CronJob has skipped 6 ticks (longhorn#9185)"
+    )
+    for fact in (
+        f"Pod longhorn-system/{pod_name}: phase Pending for 30m30s, created 2025-03-20T11:30:00Z",
+        "spec.nodeName node-2",
+        "Node node-2: Ready=True KubeletReady since 2025-03-20T11:33:10Z (27m20s ago), after the pod was created",
+        f"bootID {REBOOTED_BOOT_ID}",
+        f"lists Job {stuck['metadata']['name']} in status.active, scheduled 2025-03-20T11:30:00Z",
+        "concurrencyPolicy Forbid",
+        "6 scheduled ticks since; 6 JobAlreadyActive events on the CronJob",
+        diagnosis.JOB_ALREADY_ACTIVE_MESSAGE,
+        "longhorn#7956, longhorn#9185, longhorn#10204, kubernetes#118321",
+        f"Workaround: kubectl -n longhorn-system delete pod {pod_name} (Longhorn KB",
+        "older than 5 min",
+        "longhorn-tests#2379",
+    ):
+        assert fact in finding.detail, f"{fact!r} missing from:\n{finding.detail}"
+    assert [str(ref) for ref in finding.objects] == [
+        f"Pod longhorn-system/{pod_name}",
+        f"Job longhorn-system/{stuck['metadata']['name']}",
+        "CronJob longhorn-system/soak-bak",
+        "Node node-2",
+    ]
+    assert finding.data["skipped_ticks"] == 6
+    assert finding.data["job_already_active_events"] == 6
+    assert finding.data["node_boot_id"] == REBOOTED_BOOT_ID
+    assert finding.data["node_restarted_after_bind"] is True
+
+
+def test_the_more_specific_finding_replaces_the_generic_blocked_cronjob_one(world, make):
+    _stuck_pending(world, make)
+
+    categories = [finding.category for finding in world.diagnose()]
+
+    assert "stuck-running-job" not in categories
+    assert "cronjob-not-scheduling" not in categories
+
+
+def test_pending_pod_on_a_node_still_down_needs_a_forced_delete(world, make):
+    stuck = _stuck_pending(world, make)
+    world.put(make.node("node-2", ready="Unknown", since=make.clock("11:31"), unreachable=True))
+
+    finding = _only(world.diagnose(), "stuck-pending-job")
+
+    assert "on node node-2, which is NotReady (Ready=Unknown NodeStatusUnknown)" in finding.summary
+    assert f"delete pod {stuck['metadata']['name']}-b7m2q --grace-period=0 --force" in finding.detail
+    assert "node.kubernetes.io/unreachable:NoExecute" in finding.detail
+
+
+def test_unschedulable_pending_pod_names_the_scheduler_message(world, make):
+    message = "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector."
+    _stuck_pending(world, make, node=None, unschedulable=message)
+
+    finding = _only(world.diagnose(), "stuck-pending-job")
+
+    assert "not scheduled (Unschedulable)" in finding.summary
+    assert f"PodScheduled=False Unschedulable: {message}" in finding.detail
+    assert "spec.nodeName unset" in finding.detail
+    assert finding.data["bound"] is False
+    assert finding.data["unschedulable_reason"] == "Unschedulable"
+
+
+@pytest.mark.parametrize("pending_for_s", [30, 110])
+def test_a_pending_pod_that_has_cost_no_tick_yet_is_not_stuck(world, make, pending_for_s):
+    created = make.NOW - timedelta(seconds=pending_for_s)
+    tick = make.clock("12:00")
+    young = make.job("soak-bak", scheduled=tick)
+    world.put(
+        make.cronjob("soak-bak", schedule="*/5 * * * *", last_scheduled=tick, active=[young]),
+        young,
+        make.pod(young, phase="Pending", node="node-1", created=created),
+    )
+
+    assert world.diagnose() == []
+
+
+def test_the_pending_threshold_alone_makes_a_finding(world, make):
+    tick = make.clock("12:00")
+    young = make.job("soak-bak", scheduled=tick)
+    world.put(
+        make.cronjob("soak-bak", schedule="*/5 * * * *", last_scheduled=tick, active=[young]),
+        young,
+        make.pod(young, phase="Pending", node="node-1", created=tick),
+    )
+
+    findings = world.diagnose(thresholds=diagnosis.Thresholds(pending_pod_after_s=20))
+
+    finding = _only(findings, "stuck-pending-job")
+    assert "though bound to Ready node node-1" in finding.summary
+    assert finding.summary.endswith("; no tick skipped yet (longhorn#9185)")
+
+
+def test_a_running_job_pod_is_not_a_pending_finding(world, make):
+    stuck = _stuck_pending(world, make)
+    world.put(make.pod(stuck, phase="Running", node="node-1", created=make.clock("11:30"), suffix="b7m2q"))
+
+    categories = [finding.category for finding in world.diagnose()]
+
+    assert "stuck-pending-job" not in categories
