@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= auto
 
-.PHONY: help setup test unit lint fmt soak bench analyze clean
+.PHONY: help setup test unit lint fmt soak bench report clean
 
 help:
 	@echo "make soak    run the soak suite (against the built-in lab unless KUBECONFIG/INVENTORY are given)"
@@ -14,6 +14,7 @@ help:
 	@echo "make setup   create $(VENV) and install everything the project needs"
 	@echo "make lint    ruff (lint + format check), mypy, import-linter"
 	@echo "make bench   benchmarks; writes reports/bench/<date>.json"
+	@echo "make report  the Allure HTML report of the newest run (RUN=<run-id> for another)"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,7 +34,16 @@ fmt: setup
 	$(BIN)/ruff check --fix lib tests suites conftest.py
 	$(BIN)/ruff format lib tests suites conftest.py
 
-unit: setup
+# The Allure command line and the Chromium driver for the report check, pinned by the lockfile.
+REPORT_TOOLS := infra/report/node_modules/.package-lock.json
+$(REPORT_TOOLS): infra/report/package-lock.json
+	npm ci --prefix infra/report --no-audit --no-fund --ignore-scripts
+
+RUN ?=
+report: setup $(REPORT_TOOLS)
+	$(BIN)/lhsoak report $(RUN) --html
+
+unit: setup $(REPORT_TOOLS)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) tests suites/regression
 
 test: lint unit

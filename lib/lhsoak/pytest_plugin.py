@@ -18,10 +18,11 @@ from typing import Any
 
 import pytest
 
-from lhsoak import config, errors, plan, soak
+from lhsoak import config, errors, ledger, plan, report, soak
 
 _MAX_STEPS = 1000
 _INTERRUPTED = pytest.StashKey[bool]()
+_SESSION = pytest.StashKey["_SoakSession"]()
 # pytest_keyboard_interrupt gets no config; keep the one pytest_configure saw.
 _CONFIG: list[pytest.Config] = []
 
@@ -68,13 +69,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--keep-going", action="store_true", help="run every step even after one failed")
     add("--remediate", action="store_true", help="apply the documented workaround after a stall is recorded")
     add("--dry-run", action="store_true", help="print the plan and touch nothing")
+    add("--env", action="append", default=[], metavar="KEY=VALUE", help="a fact for the report (repeatable)")
+
+
+def new_run_id() -> str:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    return f"soak-{stamp}-{secrets.token_hex(2)}"
 
 
 def _run_id(option: str | None) -> str:
-    if option:
-        return option
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-    return f"soak-{stamp}-{secrets.token_hex(2)}"
+    return option or new_run_id()
+
+
+def _environment(pairs: list[str]) -> dict[str, str]:
+    environment = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise errors.UsageError(f"--env wants KEY=VALUE, got {pair!r}")
+        environment[key] = value
+    return environment
 
 
 def build_run(options: pytest.Config, *, progress: Any) -> soak.SoakRun:
@@ -125,6 +139,8 @@ def build_run(options: pytest.Config, *, progress: Any) -> soak.SoakRun:
             ready_deadline_s=get("ready_deadline"),
         ),
         progress=progress,
+        phase=report.phase,
+        environment=_environment(get("env")),
     )
 
 
@@ -160,12 +176,13 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
 @pytest.fixture(scope="session")
 def soak_session(pytestconfig: pytest.Config) -> Iterator[_SoakSession]:
     progress = _progress_writer(pytestconfig)
-    run = build_run(pytestconfig, progress=progress)
     try:
+        run = build_run(pytestconfig, progress=progress)
         run.open()
     except errors.UsageError as error:
         pytest.exit(f"lhsoak: {error}", returncode=errors.EXIT_USAGE)
     session = _SoakSession(run)
+    pytestconfig.stash[_SESSION] = session
     if pytestconfig.getoption("dry_run"):
         progress("dry run: nothing will be touched\n" + run.describe_plan())
         run.teardown()
@@ -228,9 +245,58 @@ def run_step(session: _SoakSession, index: int, *, keep_going: bool, clock: Any)
     elif duration is not None and clock() - session.chaos_started_s >= duration:
         pytest.skip(f"the plan's duration of {duration:.0f}s is over")
     step = session.steps[index - 1]
+    report.describe_test(run_id=run.soak.run_id, seed=run.chaos.seed, title=step.title)
     try:
-        run.run_step(step)
+        outcome = run.run_step(step)
     except soak.StepFailed:
         session.failed_step = step.title
+        if run.outcomes:
+            report.attach_step(run.outcomes[-1], snapshot=run.last_snapshot)
         raise
+    report.attach_step(outcome, snapshot=run.last_snapshot)
     return step
+
+
+@pytest.fixture(autouse=True)
+def _describe_soak_test(request: pytest.FixtureRequest) -> None:
+    """Run id and seed are parameters of every soak test, left out of Allure's history id."""
+    if "soak_session" in request.fixturenames:
+        session: _SoakSession = request.getfixturevalue("soak_session")
+        report.describe_test(run_id=session.run.soak.run_id, seed=session.run.chaos.seed)
+
+
+def assert_verdict(run: soak.SoakRun) -> None:
+    """The final assessment: decide over the whole ledger, attach the evidence, fail with the cause."""
+    findings = run.diagnose()
+    result = run.finish()
+    parsed = ledger.read(run.soak.run_dir / "ledger.jsonl")
+    report.attach_run(run.soak.run_dir, result, findings, snapshot=run.last_snapshot)
+    print(report.summary_text(result, parsed))
+    if not result.passed:
+        pytest.fail(report.failure_text(result, findings, parsed), pytrace=False)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config_ = session.config
+    soak_session = config_.stash.get(_SESSION, None)
+    alluredir = getattr(config_.option, "allure_report_dir", None)
+    if soak_session is None or not alluredir or hasattr(config_, "workerinput"):
+        return
+    ledger_path = soak_session.run.soak.run_dir / "ledger.jsonl"
+    if not ledger_path.exists():
+        return
+    run_record = ledger.read(ledger_path).run
+    report.write_allure_metadata(
+        Path(alluredir), report.environment_from_run(run_record), report.executor_from_environ()
+    )
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    soak_session = terminalreporter.config.stash.get(_SESSION, None)
+    if soak_session is None or soak_session.run.result is None:
+        return
+    run = soak_session.run
+    terminalreporter.write_sep("=", "lhsoak")
+    terminalreporter.write_line(report.headline(run.result))
+    terminalreporter.write_line(f"ledger: {run.soak.run_dir / 'ledger.jsonl'}")
+    terminalreporter.write_line(f"verdict: {run.soak.run_dir / 'verdict.json'}")

@@ -47,6 +47,10 @@ class NodeReboot:
 class RebootFailed(Exception):
     """At least one node's reboot could not be proven; the message lists each with what was seen."""
 
+    def __init__(self, message: str, *, results: Sequence[NodeReboot] = ()) -> None:
+        super().__init__(message)
+        self.results = list(results)
+
 
 def node_boot_id(node: Mapping[str, Any] | None) -> str | None:
     if node is None:
@@ -102,7 +106,9 @@ class Rebooter:
             results = list(pool.map(self._reboot_one, nodes))
         failed = [result for result in results if result.failure]
         if failed:
-            raise RebootFailed("; ".join(f"{result.node}: {result.failure}" for result in failed))
+            raise RebootFailed(
+                "; ".join(f"{result.node}: {result.failure}" for result in failed), results=results
+            )
         return results
 
     def _record(self, result: NodeReboot, phase: str, boot_id: str | None = None, **extra: Any) -> None:

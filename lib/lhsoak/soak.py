@@ -7,11 +7,12 @@ that were there, removes the soak's objects (unless `keep`) and ends the ledger.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,6 +29,7 @@ from lhsoak import (
     plan,
     reboot,
     recorder,
+    report,
     schedule,
     timestamps,
     verdict,
@@ -60,13 +62,20 @@ class SoakRun:
         target: config.Target,
         chaos: config.Plan,
         progress: Callable[[str], None] = log.info,
+        phase: Callable[[str], contextlib.AbstractContextManager[object]] = lambda _title: (
+            contextlib.nullcontext()
+        ),
+        environment: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.soak = soak
         self.target = target
         self.chaos = chaos
         self.progress = progress
+        self.phase = phase
+        self.environment = dict(environment or {})
         self.clock = clock
+        self.last_snapshot: diagnosis.ClusterSnapshot | None = None
         self.api: cluster.Cluster | None = None
         self.inventory: inventory.Inventory | None = None
         self.drivers: dict[str, chaos_driver.RebootDriver] = {}
@@ -139,9 +148,14 @@ class SoakRun:
 
     def start(self) -> None:
         api = self._require_api()
-        self.health = longhorn.check_health(api)
+        with self.phase("Longhorn is installed and healthy"):
+            self.health = longhorn.check_health(api)
         if not self.health.healthy:
             raise StepFailed("Longhorn is not ready: " + "; ".join(self.health.problems))
+        with self.phase("the soak's volumes and recurring jobs are configured; the recorder watches"):
+            self._start_recording(api)
+
+    def _start_recording(self, api: cluster.Cluster) -> None:
         self.soak.run_dir.mkdir(parents=True, exist_ok=True)
         self.writer = ledger.Writer.open(self.soak.run_dir / "ledger.jsonl", clock=self.clock)
         self.setup = longhorn.Setup(api, self.soak, on_step=self.progress)
@@ -189,6 +203,9 @@ class SoakRun:
                 "nodes": self.nodes,
                 "plan": self.chaos.kind,
                 "phase": self.chaos.phase,
+                "longhorn_version": self.health.longhorn_version if self.health else None,
+                "kubernetes_version": self.health.kubernetes_version if self.health else None,
+                **self.environment,
             },
             "jobs": [job.as_record() for job in self.soak.jobs],
             "volumes": longhorn.volume_names(self.soak.run_id, self.soak.volumes),
@@ -220,15 +237,20 @@ class SoakRun:
         self.progress(step.title)
         misses_before = len(self._misses)
         try:
-            outcome.reboots = rebooter.reboot(step.nodes)
+            with self.phase(f"reboot {', '.join(step.nodes)} and prove each came back"):
+                outcome.reboots = rebooter.reboot(step.nodes)
         except reboot.RebootFailed as error:
+            outcome.reboots = error.results
             self._note("error", f"{step.title}: reboot not proven: {error}")
-            raise StepFailed(f"{step.title}: reboot not proven: {error}") from None
+            raise StepFailed(
+                report.step_failure_text(f"{step.title}: reboot not proven", reboots=error.results)
+            ) from None
         finally:
             with self._lock:
-                for result in outcome.reboots or list(rebooter.in_flight.values()):
+                for result in outcome.reboots:
                     self._outages.append(monitor.Outage(result.node, result.started_s, result.ready_s))
-        self._wait_recovered(step, outcome, misses_before)
+        with self.phase("every job fires again on every volume"):
+            self._wait_recovered(step, outcome, misses_before)
         if self.chaos.pause_s:
             self._wait_until(self.clock() + self.chaos.pause_s)
         return outcome
@@ -313,10 +335,10 @@ class SoakRun:
         return "fires since then: " + (", ".join(f"{job} {n}" for job, n in sorted(counts.items())) or "none")
 
     def _failure_text(self, step: plan.Step, what: str, findings: Sequence[diagnosis.Finding]) -> str:
-        text = f"{step.title}: {what}"
         if findings:
-            text += "\n" + diagnosis.render(findings)
-        return text
+            # The whole story on the terminal; the exception carries the short, categorised form.
+            self.progress(f"{step.title}: diagnosis\n{diagnosis.render(findings)}")
+        return report.step_failure_text(f"{step.title}: {what}", findings=findings)
 
     def _on_miss(self, miss: monitor.Miss) -> None:
         self._misses.append(miss)
@@ -343,7 +365,8 @@ class SoakRun:
         )
         until = max(self.clock(), calm_from) + self.soak.ticks_after_chaos * period + self.soak.lag_bound_s
         self.progress(f"watching {self.soak.ticks_after_chaos} more ticks ({until - self.clock():.0f}s)")
-        self._wait_until(until)
+        with self.phase(f"watch {self.soak.ticks_after_chaos} more ticks of every job"):
+            self._wait_until(until)
 
     def diagnose(self) -> list[diagnosis.Finding]:
         rec = self._require_recorder()
@@ -361,6 +384,7 @@ class SoakRun:
             recurring_jobs=(),
             taken_at_s=self.clock(),
         )
+        self.last_snapshot = snapshot
         stalled = {miss.job for miss in self._misses}
         findings = diagnosis.diagnose(snapshot, jobs=self.soak.jobs, stalled=stalled)
         for finding in findings:

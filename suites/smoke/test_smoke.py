@@ -5,7 +5,7 @@ Run with `--plan none`; the tick count comes from `--ticks-after`.
 
 from __future__ import annotations
 
-from lhsoak import verdict
+from lhsoak import pytest_plugin
 from lhsoak.soak import SoakRun
 
 
@@ -16,5 +16,4 @@ def test_longhorn_is_ready_and_the_jobs_are_configured(soak_run: SoakRun) -> Non
 
 def test_both_jobs_fire_on_schedule(soak_run: SoakRun) -> None:
     soak_run.settle()
-    result = soak_run.finish()
-    assert result.passed, "\n" + verdict.render_table(result)
+    pytest_plugin.assert_verdict(soak_run)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from lhsoak import pytest_plugin, verdict
+from lhsoak import pytest_plugin
 from lhsoak.soak import SoakRun
 
 
@@ -34,6 +34,4 @@ def test_chaos_step(
 
 def test_both_jobs_keep_firing_with_bounded_lag(soak_run: SoakRun) -> None:
     soak_run.settle()
-    soak_run.diagnose()
-    result = soak_run.finish()
-    assert result.passed, "\n" + verdict.render_table(result)
+    pytest_plugin.assert_verdict(soak_run)

@@ -30,7 +30,9 @@ from lhsoak.chaos import driver
 from lhsoak.chaos.driver import DriverOptions
 from lhsoak.provision import draft
 
-docker = pytest.importorskip("docker", reason="the docker SDK is not installed (pip install 'lhsoak[docker]')")
+docker = pytest.importorskip(
+    "docker", reason="the docker SDK is not installed (pip install 'lhsoak[docker]')"
+)
 
 pytestmark = pytest.mark.slow
 
@@ -215,7 +217,8 @@ def test_the_driver_restarts_a_kind_node_container_and_proves_it(
     assert evidence.proven
     assert evidence.detail.startswith(f"container restarted: StartedAt {before} → ")
     state = engine.client.containers.get("lhsoak-test-worker").attrs["State"]
-    assert state["Running"] and state["StartedAt"] != before
+    assert state["Running"]
+    assert state["StartedAt"] != before
     assert len(boots(engine, "lhsoak-test-worker")) == 2  # its init really ran again
     assert len(boots(engine, "lhsoak-test-worker2")) == 1  # and no other node was touched
     assert node.boot_id() is None  # a container shares the host's kernel
@@ -239,7 +242,9 @@ def test_a_stopped_node_is_refused_before_anything_is_touched(
 ) -> None:
     engine.client.containers.get("lhsoak-test-control-plane").stop(timeout=5)
     loaded = inventory_for(kind_nodes, engine, tmp_path)
-    node = driver.drivers_for(loaded, ["lhsoak-test-control-plane"], options=OPTIONS)["lhsoak-test-control-plane"]
+    node = driver.drivers_for(loaded, ["lhsoak-test-control-plane"], options=OPTIONS)[
+        "lhsoak-test-control-plane"
+    ]
 
     with pytest.raises(driver.DriverError, match="container lhsoak-test-control-plane is exited"):
         node.check()

@@ -77,24 +77,51 @@ K3D_CREATE = CliSpec(
     path=("k3d", "cluster", "create"),  # cmd/cluster/clusterCreate.go: RangeArgs(0, 1)
     valued=frozenset(
         {
-            "config", "api-port", "env", "volume", "port", "runtime-label", "runtime-ulimit",
-            "registry-create", "host-alias", "servers", "agents", "image", "network", "subnet",
-            "token", "timeout", "gpus", "servers-memory", "agents-memory", "registry-use",
-            "registry-config", "lb-config-override", "k3s-arg", "k3s-node-label",
+            "config",
+            "api-port",
+            "env",
+            "volume",
+            "port",
+            "runtime-label",
+            "runtime-ulimit",
+            "registry-create",
+            "host-alias",
+            "servers",
+            "agents",
+            "image",
+            "network",
+            "subnet",
+            "token",
+            "timeout",
+            "gpus",
+            "servers-memory",
+            "agents-memory",
+            "registry-use",
+            "registry-config",
+            "lb-config-override",
+            "k3s-arg",
+            "k3s-node-label",
         }
-    ),  # fmt: skip
+    ),
     boolean=frozenset(
-        {"wait", "kubeconfig-update-default", "kubeconfig-switch-context", "no-lb", "no-rollback",
-         "host-pid-mode", "no-image-volume", "enforce-registry-port-match"}
-    ) | K3D_GLOBAL_BOOL,  # fmt: skip
+        {
+            "wait",
+            "kubeconfig-update-default",
+            "kubeconfig-switch-context",
+            "no-lb",
+            "no-rollback",
+            "host-pid-mode",
+            "no-image-volume",
+            "enforce-registry-port-match",
+        }
+    )
+    | K3D_GLOBAL_BOOL,
     positional=(0, 1),
 )
 K3D_WRITE_KUBECONFIG = CliSpec(
     path=("k3d", "kubeconfig", "write"),  # cmd/kubeconfig/kubeconfigMerge.go (alias "write")
     valued=frozenset({"output"}),
-    boolean=frozenset(
-        {"kubeconfig-merge-default", "update", "kubeconfig-switch-context", "overwrite", "all"}
-    )
+    boolean=frozenset({"kubeconfig-merge-default", "update", "kubeconfig-switch-context", "overwrite", "all"})
     | K3D_GLOBAL_BOOL,
     positional=(0, None),
 )
@@ -140,10 +167,15 @@ def test_k3d_command_lines_follow_k3ds_argument_rules(tmp_path: Path) -> None:
     create = k3d.create(name="nightly", config=tmp_path / "c.yaml")
     assert K3D_CREATE.problems(create.argv) == []
     assert create.env == {"K3D_FIX_MOUNTS": "1"}
-    assert K3D_WRITE_KUBECONFIG.problems(k3d.write_kubeconfig(name="nightly", kubeconfig=tmp_path / "kc").argv) == []
+    assert (
+        K3D_WRITE_KUBECONFIG.problems(k3d.write_kubeconfig(name="nightly", kubeconfig=tmp_path / "kc").argv)
+        == []
+    )
     assert K3D_DELETE.problems(k3d.delete(name="nightly").argv) == []
     assert K3D_LIST.problems(k3d.list_clusters().argv) == []
-    assert K3D_CREATE.problems(("k3d", "cluster", "create", "a", "b")) == ["2 positional arguments, allowed 0..1"]
+    assert K3D_CREATE.problems(("k3d", "cluster", "create", "a", "b")) == [
+        "2 positional arguments, allowed 0..1"
+    ]
     assert K3D_CREATE.problems(("k3d", "cluster", "create", "--kubeconfig-update")) == [
         "unknown flag --kubeconfig-update"
     ]
@@ -172,16 +204,26 @@ def test_cluster_listings_are_read_as_the_tools_print_them() -> None:
 
 def test_node_names_are_the_ones_the_tools_give() -> None:
     assert kind.node_names("n", workers=3) == ["n-control-plane", "n-worker", "n-worker2", "n-worker3"]
-    assert k3d.node_names("n", agents=3) == ["k3d-n-server-0", "k3d-n-agent-0", "k3d-n-agent-1", "k3d-n-agent-2"]
+    assert k3d.node_names("n", agents=3) == [
+        "k3d-n-server-0",
+        "k3d-n-agent-0",
+        "k3d-n-agent-1",
+        "k3d-n-agent-2",
+    ]
 
 
 def test_the_image_builds_pass_the_pinned_bases(tmp_path: Path) -> None:
     kind_build = images.kind_node_build(tmp_path)
     k3d_build = images.k3d_node_build(tmp_path)
     assert kind_build.argv == (
-        "docker", "build", "--tag", versions.KIND_NODE_IMAGE,
-        "--build-arg", f"KIND_NODE_BASE={versions.KIND_BASE_IMAGE}", str(tmp_path / "kind"),
-    )  # fmt: skip
+        "docker",
+        "build",
+        "--tag",
+        versions.KIND_NODE_IMAGE,
+        "--build-arg",
+        f"KIND_NODE_BASE={versions.KIND_BASE_IMAGE}",
+        str(tmp_path / "kind"),
+    )
     assert f"K3S_IMAGE={versions.K3S_IMAGE}" in k3d_build.argv
     assert k3d_build.argv[-1] == str(tmp_path / "k3d")
 
@@ -203,7 +245,12 @@ FLAG_ERRORS = ("unknown flag", "unknown shorthand flag", "unknown command", "inv
 
 def run_kubectl(command: Command) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        command.argv, capture_output=True, text=True, timeout=60, check=False, env={**os.environ, **command.env}
+        command.argv,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, **command.env},
     )
 
 

@@ -75,7 +75,9 @@ def test_kind_k3d_and_cloud_nodes_get_their_power_drivers(lab: Lab, tmp_path: Pa
     assert nodes["vm-1"].power_driver == "ssh"
     assert nodes["ec2-1"].aws == inventory.AwsTarget(region="us-west-2", instance_id="i-0123456789abcdef0")
     assert nodes["ec2-1"].ssh == inventory.SshAccess(host="127.0.0.6")  # beside it: the boot id
-    assert nodes["gce-1"].gcp == inventory.GcpTarget(project="proj-1", zone="europe-west1-b", instance="gce-1")
+    assert nodes["gce-1"].gcp == inventory.GcpTarget(
+        project="proj-1", zone="europe-west1-b", instance="gce-1"
+    )
     assert nodes["az-1"].azure == inventory.AzureTarget(
         subscription_id="sub-1", resource_group="rg-1", vm_name="az-vm-1"
     )

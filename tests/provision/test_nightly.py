@@ -110,7 +110,11 @@ def test_a_failed_readiness_wait_saves_diagnostics_and_deletes_the_cluster(
     assert any(line.startswith("every node Ready: 4/4 nodes Ready") for line in said)
     diagnostics = tmp_path / "reports" / "provision" / "lhsoak-test" / "diagnostics"
     assert (diagnostics / "pods.txt").read_text().startswith("state of --kubeconfig ")
-    assert {path.name for path in diagnostics.iterdir()} >= {"nodes.txt", "events.txt", "longhorn-manager.log"}
+    assert {path.name for path in diagnostics.iterdir()} >= {
+        "nodes.txt",
+        "events.txt",
+        "longhorn-manager.log",
+    }
     secrets_file = diagnostics.parent / "minio-secret.yaml"
     assert secrets_file.stat().st_mode & 0o077 == 0  # credentials readable by the owner only
 
@@ -121,7 +125,9 @@ def test_a_failed_command_deletes_the_cluster_and_says_what_failed(tools: Path, 
     said: list[str] = []
     run = nightly.Nightly(config(tmp_path), say=said.append, runner=Runner(say=said.append))
 
-    with pytest.raises(ProvisionError, match=r"^create the MinIO backup store and its credentials: `kubectl "):
+    with pytest.raises(
+        ProvisionError, match=r"^create the MinIO backup store and its credentials: `kubectl "
+    ):
         run.run()
 
     assert calls(tools)[-1].startswith("kind delete cluster --name lhsoak-test")
@@ -142,9 +148,13 @@ def test_a_cluster_that_existed_before_is_refused_and_left_alone(
     assert calls(tools) == ["kind get clusters"]  # no build, no create, and above all no delete
 
 
-def test_missing_tools_are_named_before_anything_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_tools_are_named_before_anything_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    run = nightly.Nightly(config(tmp_path, provider="k3d"), say=lambda _t: None, runner=Runner(say=lambda _t: None))
+    run = nightly.Nightly(
+        config(tmp_path, provider="k3d"), say=lambda _t: None, runner=Runner(say=lambda _t: None)
+    )
 
     with pytest.raises(errors.UsageError) as caught:
         run.run()
@@ -153,19 +163,28 @@ def test_missing_tools_are_named_before_anything_runs(tmp_path: Path, monkeypatc
     assert "infra/ci/install-tools.sh k3d" in str(caught.value)
 
 
-def test_sigterm_during_cluster_creation_stops_it_and_deletes_the_cluster(tools: Path, tmp_path: Path) -> None:
+def test_sigterm_during_cluster_creation_stops_it_and_deletes_the_cluster(
+    tools: Path, tmp_path: Path
+) -> None:
     hung = tmp_path / "create.pid"
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "lhsoak", "provision", "nightly", "--provider=kind",
-            "--cluster-name=lhsoak-test", f"--reports-dir={tmp_path / 'reports'}", "--skip-host-check",
+            sys.executable,
+            "-m",
+            "lhsoak",
+            "provision",
+            "nightly",
+            "--provider=kind",
+            "--cluster-name=lhsoak-test",
+            f"--reports-dir={tmp_path / 'reports'}",
+            "--skip-host-check",
         ],
         cwd=REPO,
         env={**os.environ, "LHSOAK_CREATE_HANGS": str(hung)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-    )  # fmt: skip
+    )
     try:
         deadline = time.monotonic() + 30
         while not (hung.exists() and hung.read_text().strip()) and time.monotonic() < deadline:
@@ -203,4 +222,3 @@ def test_nightly_crons_are_the_five_field_kind_a_real_longhorn_accepts() -> None
 def test_the_default_run_id_is_a_dns_label() -> None:
     run_id = nightly.default_run_id("k3d")
     assert re.fullmatch(r"nightly-k3d-\d{8}-\d{6}", run_id)
-

@@ -30,7 +30,9 @@ def test_a_command_is_shown_then_run_with_its_environment() -> None:
 
 
 def test_a_failure_says_what_was_done_and_ends_with_stderr() -> None:
-    command = Command(argv=("sh", "-c", "echo progress; echo 'no such cluster' >&2; exit 3"), what="delete it")
+    command = Command(
+        argv=("sh", "-c", "echo progress; echo 'no such cluster' >&2; exit 3"), what="delete it"
+    )
 
     with pytest.raises(CommandFailed) as caught:
         runner().run(command, capture=True)
@@ -52,7 +54,7 @@ def test_an_overdue_command_is_stopped(tmp_path: Path) -> None:
     command = Command(argv=("sh", "-c", f"echo $$ > {pid_file}; exec sleep 30"), what="hang", timeout_s=0.5)
     started = time.monotonic()
 
-    with pytest.raises(CommandFailed, match="did not finish within 0.5s"):
+    with pytest.raises(CommandFailed, match=r"did not finish within 0\.5s"):
         runner().run(command, capture=True)
 
     assert time.monotonic() - started < 10

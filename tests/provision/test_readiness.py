@@ -75,7 +75,9 @@ def test_a_missing_object_is_waited_for_not_an_error() -> None:
 def test_a_deployment_needs_all_its_replicas_available() -> None:
     assert readiness.deployment_available(deployment(replicas=1, available=1), name="d").ready
     assert not readiness.deployment_available(deployment(replicas=2, available=1), name="d").ready
-    assert not readiness.deployment_available(deployment(replicas=1, available=1, generation=3), name="d").ready
+    assert not readiness.deployment_available(
+        deployment(replicas=1, available=1, generation=3), name="d"
+    ).ready
 
 
 def test_all_ready_lists_only_what_is_missing() -> None:
@@ -147,9 +149,7 @@ def test_the_nodes_probe_waits_for_every_expected_node(lab: Lab) -> None:
         probe = readiness.nodes_probe(api, expected=3)
         assert probe() == Seen(False, "1/3 nodes Ready (not Ready: n-worker)")
         lab.add_node("n-worker2")
-        lab.set_status(
-            kinds.NODE, "n-worker", {"conditions": [{"type": "Ready", "status": "True"}]}
-        )
+        lab.set_status(kinds.NODE, "n-worker", {"conditions": [{"type": "Ready", "status": "True"}]})
         assert probe() == Seen(True, "3/3 nodes Ready")
     finally:
         api.close()
@@ -173,7 +173,9 @@ def test_the_backup_target_probe_follows_the_patch_to_available(lab: Lab) -> Non
         probe = readiness.backup_target_probe(api, url=backupstore.TARGET_URL)
         assert probe().detail == "BackupTarget default points at '', not 's3://backupbucket@us-east-1/'"
 
-        api.patch(cluster.BACKUP_TARGETS, "default", backupstore.backup_target_patch(), namespace="longhorn-system")
+        api.patch(
+            cluster.BACKUP_TARGETS, "default", backupstore.backup_target_patch(), namespace="longhorn-system"
+        )
         seen = probe()
         assert not seen.ready
         assert seen.detail == "BackupTarget default not available yet: Unavailable dial tcp: timeout"

@@ -13,7 +13,9 @@ FAST = Pace(poll_s=0.01, progress_every_s=0.0)
 
 
 def test_returns_the_first_ready_sight() -> None:
-    sights = iter([Seen(False, "0/3 pods ready"), Seen(False, "2/3 pods ready"), Seen(True, "3/3 pods ready")])
+    sights = iter(
+        [Seen(False, "0/3 pods ready"), Seen(False, "2/3 pods ready"), Seen(True, "3/3 pods ready")]
+    )
     said: list[str] = []
 
     seen = until(lambda: next(sights), what="the manager", deadline_s=5, say=said.append, pace=FAST)
@@ -59,7 +61,13 @@ def test_progress_is_throttled_to_the_pace() -> None:
     sights = iter([Seen(False, "a")] * 5 + [Seen(True, "done")])
     said: list[str] = []
 
-    until(lambda: next(sights), what="x", deadline_s=5, say=said.append, pace=Pace(poll_s=0.0, progress_every_s=60))
+    until(
+        lambda: next(sights),
+        what="x",
+        deadline_s=5,
+        say=said.append,
+        pace=Pace(poll_s=0.0, progress_every_s=60),
+    )
 
     assert said == [said[-1]]  # no progress line within a minute: only the final one
     assert said[-1].startswith("x: done (")

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lhsoak import errors
+from lhsoak import errors, pytest_plugin
 
 NAME = "soak"
 HELP = "run a soak suite against a cluster (the built-in lab when none is given)"
@@ -68,7 +68,20 @@ def _pytest(args: list[str]) -> int:
 def run(args: argparse.Namespace) -> int:
     extra = [arg for arg in args.pytest_args if arg != "--"]
     suite = str(_suite_path(args.suite))
-    base = [suite, "-v", f"--reports-dir={args.reports_dir}"]
+    run_id = _option(extra, "--run-id") or pytest_plugin.new_run_id()
+    args.reports_dir = Path(_option(extra, "--reports-dir") or args.reports_dir)
+    run_dir = args.reports_dir / run_id
+    base = [
+        suite,
+        "-v",
+        f"--reports-dir={args.reports_dir}",
+        f"--run-id={run_id}",
+        f"--alluredir={run_dir / 'allure-results'}",
+        f"--junitxml={run_dir / 'junit.xml'}",
+        "-o",
+        "junit_logging=system-out",
+    ]
+    extra = [arg for arg in extra if not arg.startswith(("--run-id", "--reports-dir"))]
     if args.kubeconfig or args.inventory:
         kubeconfig = args.kubeconfig or os.environ.get("KUBECONFIG")
         target = [f"--kubeconfig={kubeconfig}"] if kubeconfig else []
@@ -81,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
 def _run_on_lab(args: argparse.Namespace, base: list[str], extra: list[str]) -> int:
     from lhsoak.lab import process as lab_process  # the lab is only imported when it is used
 
-    state_dir = args.reports_dir / "lab"
+    state_dir = args.reports_dir / "labs" / _option(base, "--run-id")
     print(f"lhsoak soak: starting the built-in lab (profile {args.lab_profile}) in {state_dir}", flush=True)
     lab = lab_process.LabProcess.start(
         state_dir=state_dir, profile=args.lab_profile, workers=args.lab_workers, seed=args.lab_seed
@@ -91,12 +104,20 @@ def _run_on_lab(args: argparse.Namespace, base: list[str], extra: list[str]) -> 
             f"--kubeconfig={lab.kubeconfig}",
             f"--inventory={lab.inventory}",
             f"--allow-context={lab.context}",
+            f"--env=profile={args.lab_profile}",
         ]
         defaults = [flag for flag in LAB_DEFAULTS if flag.split("=", 1)[0] not in _given(extra)]
         return _pytest([*base, *target, *defaults, *extra])
     finally:
         lab.stop()
         print("lhsoak soak: lab stopped", flush=True)
+
+
+def _option(arguments: list[str], name: str) -> str:
+    for argument in arguments:
+        if argument.startswith(f"{name}="):
+            return argument.split("=", 1)[1]
+    return ""
 
 
 def _given(extra: list[str]) -> set[str]:
