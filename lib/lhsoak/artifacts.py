@@ -86,6 +86,18 @@ def from_snapshot(
     )
 
 
+def backup_job(obj: Mapping[str, Any]) -> str | None:
+    """The recurring job that asked for a Backup, if one did.
+
+    The job pod asks for the backup with `spec.labels`; `status.labels` is filled in from the backup
+    store once it completes, so an Error backup may carry the job only in its spec.
+    """
+    spec_labels = (obj.get("spec") or {}).get("labels") or {}
+    status_labels = (obj.get("status") or {}).get("labels") or {}
+    job = status_labels.get("RecurringJob") or spec_labels.get("RecurringJob")
+    return str(job) if job else None
+
+
 def from_backup(
     obj: Mapping[str, Any],
     *,
@@ -100,7 +112,7 @@ def from_backup(
     """
     status = obj.get("status") or {}
     labels = _meta(obj).get("labels") or {}
-    job = (status.get("labels") or {}).get("RecurringJob")
+    job = backup_job(obj)
     volume = status.get("volumeName") or labels.get("backup-volume")
     if job not in backup_jobs or not volume or (volumes is not None and volume not in volumes):
         return None

@@ -15,7 +15,7 @@ from typing import Literal
 from lhsoak import errors, schedule
 
 Task = Literal["snapshot", "backup"]
-PlanKind = Literal["none", "worker", "control-plane", "all-workers", "cluster", "random"]
+PlanKind = Literal["none", "worker", "control-plane", "all-workers", "cluster", "random", "backup-node"]
 Phase = Literal["any", "before-tick", "during-backup", "between-ticks"]
 
 TASKS: tuple[Task, ...] = ("snapshot", "backup")
@@ -26,6 +26,7 @@ PLAN_KINDS: tuple[PlanKind, ...] = (
     "all-workers",
     "cluster",
     "random",
+    "backup-node",
 )
 PHASES: tuple[Phase, ...] = ("any", "before-tick", "during-backup", "between-ticks")
 
@@ -101,7 +102,8 @@ class Plan:
     """The chaos: which nodes are rebooted, how often, and when relative to the schedule."""
 
     kind: PlanKind = "cluster"
-    """none | worker | control-plane | all-workers | cluster | random."""
+    """none | worker | control-plane | all-workers | cluster | random | backup-node (the node
+    carrying a volume whose backup is in progress, picked when the backup runs)."""
     iterations: int | None = 3
     """How many steps; None when `duration_s` bounds the plan instead."""
     duration_s: float | None = None

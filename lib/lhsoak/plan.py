@@ -25,7 +25,8 @@ class Step:
 
     @property
     def title(self) -> str:
-        return f"step {self.index}: {self.kind} reboot of {', '.join(self.nodes)}"
+        nodes = ", ".join(self.nodes) or "the node of a running backup"
+        return f"step {self.index}: {self.kind} reboot of {nodes}"
 
 
 def _by_role(nodes: Mapping[str, Role], role: Role) -> list[str]:
@@ -46,6 +47,8 @@ def _nodes_for(kind: config.PlanKind, index: int, nodes: Mapping[str, Role], rng
     if kind == "random":
         every = sorted(nodes)
         return sorted(rng.sample(every, rng.randint(1, len(every))))
+    if kind == "backup-node":
+        return workers  # the candidates: the one carrying the running backup is picked at run time
     return []
 
 
@@ -75,6 +78,8 @@ def steps(plan: config.Plan, nodes: Mapping[str, Role]) -> Iterator[Step]:
         if not chosen:
             raise errors.UsageError(f"plan {plan.kind!r} has no node to reboot in this cluster")
         index += 1
+        if plan.kind == "backup-node":
+            chosen = []  # unknown until a backup runs (see `soak.SoakRun.run_step`)
         yield Step(index=index, kind=plan.kind, nodes=tuple(chosen))
 
 

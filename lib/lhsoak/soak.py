@@ -8,6 +8,7 @@ that were there, removes the soak's objects (unless `keep`) and ends the ledger.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import threading
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lhsoak import (
+    artifacts,
     cluster,
     config,
     diagnosis,
@@ -231,9 +233,11 @@ class SoakRun:
 
     def run_step(self, step: plan.Step) -> StepOutcome:
         rebooter = self._require(self.rebooter)
+        self._wait_for_phase()
+        if step.kind == "backup-node":
+            step = dataclasses.replace(step, nodes=(self._node_of_running_backup(step),))
         outcome = StepOutcome(step=step)
         self.outcomes.append(outcome)
-        self._wait_for_phase()
         self.progress(step.title)
         misses_before = len(self._misses)
         try:
@@ -264,6 +268,63 @@ class SoakRun:
         if self.chaos.phase == "during-backup":
             self._wait_backup_in_progress()
 
+    def _node_of_running_backup(self, step: plan.Step) -> str:
+        """The worker carrying a soak volume whose backup is InProgress now (waits for one).
+
+        A node that does not also run the job pod is preferred: the pod then lives on, waiting on
+        the interrupted backup, which is how longhorn#9168 strikes. After half the wait any carrier does.
+        """
+        rec = self._require_recorder()
+        backup_jobs = {job.name for job in self.soak.jobs if job.task == "backup"}
+        period = max(schedule.parse(job.cron).period_s for job in self.soak.jobs)
+        deadline_s = 3 * period + self.soak.lag_bound_s
+        lenient_after = self.clock() + deadline_s / 2
+
+        def node(view: recorder.ClusterView) -> str | None:
+            carriers = self._backup_carriers(view, backup_jobs)
+            pod_nodes = self._job_pod_nodes(view, backup_jobs)
+            preferred = [carrier for carrier in carriers if carrier not in pod_nodes]
+            if preferred:
+                return preferred[0]
+            if carriers and self.clock() >= lenient_after:
+                return carriers[0]
+            return None
+
+        try:
+            return rec.view.wait_for(
+                node,
+                what="a running backup of the soak's backup job, to reboot its volume's node",
+                deadline_s=deadline_s,
+                seen=lambda view: f"{len(view.items('backups'))} backups, none InProgress on a known node",
+            )
+        except recorder.WaitTimeout as error:
+            raise StepFailed(
+                report.step_failure_text(f"{step.title}: no backup to interrupt: {error}")
+            ) from None
+
+    def _backup_carriers(self, view: recorder.ClusterView, backup_jobs: set[str]) -> list[str]:
+        carriers = []
+        for backup in view.items("backups"):
+            status = backup.get("status") or {}
+            if artifacts.backup_job(backup) not in backup_jobs or status.get("state") != "InProgress":
+                continue
+            volume = view.get("volumes", str(status.get("volumeName")), config.LONGHORN_NAMESPACE)
+            vstatus = (volume or {}).get("status") or {}
+            carrier = vstatus.get("currentNodeID") or vstatus.get("ownerID")
+            if carrier in self.drivers:
+                carriers.append(str(carrier))
+        return carriers
+
+    @staticmethod
+    def _job_pod_nodes(view: recorder.ClusterView, jobs: set[str]) -> set[str]:
+        # CronJob pods are named <cronjob>-<schedule>-<suffix>; the recurring job names the CronJob.
+        return {
+            str((pod.get("spec") or {}).get("nodeName"))
+            for pod in view.items("pods")
+            if any(pod["metadata"]["name"].startswith(f"{job}-") for job in jobs)
+            and (pod.get("status") or {}).get("phase") in ("Pending", "Running")
+        }
+
     def _wait_backup_in_progress(self) -> None:
         rec = self._require_recorder()
         backup_jobs = {job.name for job in self.soak.jobs if job.task == "backup"}
@@ -273,7 +334,7 @@ class SoakRun:
                 lambda view: (
                     True
                     if any(
-                        ((b.get("status") or {}).get("labels") or {}).get("RecurringJob") in backup_jobs
+                        artifacts.backup_job(b) in backup_jobs
                         and (b.get("status") or {}).get("state") == "InProgress"
                         for b in view.items("backups")
                     )
@@ -386,7 +447,13 @@ class SoakRun:
         )
         self.last_snapshot = snapshot
         stalled = {miss.job for miss in self._misses}
-        findings = diagnosis.diagnose(snapshot, jobs=self.soak.jobs, stalled=stalled)
+        # A backup or job pod that outlives the lag bound is late by the soak's own definition; the
+        # library's defaults suit a real cluster's minutes, not a compressed lab's seconds.
+        thresholds = diagnosis.Thresholds(
+            pending_pod_after_s=min(120.0, self.soak.lag_bound_s),
+            backup_stuck_after_s=min(600.0, self.soak.lag_bound_s),
+        )
+        findings = diagnosis.diagnose(snapshot, jobs=self.soak.jobs, stalled=stalled, thresholds=thresholds)
         for finding in findings:
             self._note(
                 "error" if finding.job in stalled else "warn",

@@ -34,9 +34,11 @@ and per volume:
 - **Retain**: each time a usable artifact becomes done, the usable live set (done, not yet `gone`)
   may hold `retain + 1` (the new one before its job deletes the oldest); every done that takes it
   beyond that is one violation. `errors_left` counts Error artifacts never followed by `gone`.
-  Neither fails the job: they are reported.
-- **Pass**: a job passes on a volume when it has no missed tick outside outages and, if there were
-  outages, it fired on time for some tick after the last one ended. The run passes when every job
+  Retain violations are reported; Error artifacts left at the end beyond `retain` fail the job
+  (longhorn#7854: the retain cleanup skips Error backups, so they pile up).
+- **Pass**: a job passes on a volume when it has no missed tick outside outages, if there were
+  outages, it fired on time for some tick after the last one ended, and it left no more Error
+  artifacts than `retain`. The run passes when every job
   passes on every volume. A job that fired on no volume at all while ticks went by fails too.
 - **Reboots**: `downtime_s` is start → ready (or the window end); `recovery_s` is ready → the first
   on-time fire started after ready, the maximum over jobs × volumes (null if one never came).
@@ -471,9 +473,12 @@ def _judge_volume(
         last_fire_done_s=max((done_s for done_s, _ in usable), default=None),
         fired_after_last_outage=fired_after,
         missed_ticks_s=tuple(t.tick_s for t in missed),
-        passed=not missed and fired_after is not False,
+        passed=False,
     )
-    return _Row(row, judged)
+    piled_up = row.errors_left > job.retain
+    return _Row(
+        dataclasses.replace(row, passed=not missed and fired_after is not False and not piled_up), judged
+    )
 
 
 # Reboots.
@@ -625,6 +630,15 @@ def _volume_failures(job: ledger.Job, row: _Row, ctx: _Context) -> list[Failure]
         )
     if verdict.fired_after_last_outage is False:
         failures.append(Failure(job.name, verdict.volume, _no_fire_after_text(ctx)))
+    if verdict.errors_left > job.retain:
+        failures.append(
+            Failure(
+                job.name,
+                verdict.volume,
+                f"{verdict.errors_left} Error artifacts left at the end, more than retain {job.retain}: "
+                "the retain cleanup skips them, so they pile up (longhorn#7854)",
+            )
+        )
     return failures
 
 

@@ -34,7 +34,13 @@ class Outcome:
 def lab_soak(tmp_path: Path) -> Iterator[object]:
     labs: list[LabProcess] = []
 
-    def run(profile: str, *, iterations: int = 2, phase: config.Phase = "during-backup") -> Outcome:
+    def run(
+        profile: str,
+        *,
+        iterations: int = 2,
+        phase: config.Phase = "during-backup",
+        kind: config.PlanKind = "cluster",
+    ) -> Outcome:
         lab = LabProcess.start(state_dir=tmp_path / f"lab-{profile}", profile=profile)
         labs.append(lab)
         run = soak.SoakRun(
@@ -50,7 +56,7 @@ def lab_soak(tmp_path: Path) -> Iterator[object]:
                 kubeconfig=lab.kubeconfig, inventory=lab.inventory, allowed_contexts=(lab.context,)
             ),
             chaos=config.Plan(
-                kind="cluster",
+                kind=kind,
                 iterations=iterations,
                 phase=phase,
                 down_deadline_s=30,

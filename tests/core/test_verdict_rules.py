@@ -413,6 +413,38 @@ def test_error_artifacts_never_count_as_retained_and_are_left_until_gone() -> No
     assert (row.errors_left, row.retain_violations, row.missed) == (2, 0, 3)
 
 
+def test_error_artifacts_piling_up_beyond_retain_fail_the_job_even_inside_outages() -> None:
+    # longhorn#7854: backups during an outage end in Error, are excused as ticks, but are never cleaned up.
+    b = _builder()
+    b.regular_fires(
+        job="soak-backup",
+        volumes=["vol-1"],
+        until_s=at("07:20:00"),
+        skip=lambda t, _v: at("07:08:00") <= t <= at("07:10:00"),
+    )
+    for tick in ("07:08:00", "07:10:00"):
+        b.fire(job="soak-backup", volume="vol-1", started_s=at(tick) + 2, done_s=None, state="Error")
+    b.reboot_cycle(node="worker-1", start_s=at("07:07:00"), ready_s=at("07:09:30"))
+    b.end(ts_s=at("07:20:00"))
+    result = verdict.analyse(b.ledger())
+    row = _row(result)
+    assert (row.missed, row.errors_left) == (0, 2)
+    assert not row.passed
+    assert any("2 Error artifacts left at the end, more than retain 1" in f.reason for f in result.failures)
+
+
+def test_error_artifacts_within_retain_are_reported_but_do_not_fail() -> None:
+    b = _builder()
+    b.regular_fires(
+        job="soak-backup", volumes=["vol-1"], until_s=at("07:20:00"), skip=lambda t, _v: t == at("07:08:00")
+    )
+    b.fire(job="soak-backup", volume="vol-1", started_s=at("07:08:00") + 2, done_s=None, state="Error")
+    b.reboot_cycle(node="worker-1", start_s=at("07:07:00"), ready_s=at("07:09:00"))
+    b.end(ts_s=at("07:20:00"))
+    row = _row(verdict.analyse(b.ledger()))
+    assert (row.errors_left, row.passed) == (1, True)
+
+
 def test_the_latest_record_of_an_artifact_decides() -> None:
     b = _builder(volumes=["vol-1", "vol-2"])
     b.fire_progress(job="soak-backup", volume="vol-1", started_s=at("07:02:03"), done_s=at("07:02:50"))

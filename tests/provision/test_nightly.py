@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from lhsoak import errors
+from lhsoak import cli, errors
 from lhsoak.provision import nightly
 from lhsoak.provision.process import ProvisionError, Runner
 from lhsoak.provision.waits import Pace
@@ -84,15 +84,16 @@ def calls(log: Path) -> list[str]:
 needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
 
 
+@pytest.mark.parametrize("soak", [True, False], ids=["nightly", "up"])
 def test_a_failed_readiness_wait_saves_diagnostics_and_deletes_the_cluster(
-    tools: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tools: Path, tmp_path: Path, soak: bool
 ) -> None:
     kubectl_log = tmp_path / "kubectl.log"
     fake_kubectl = tmp_path / "bin" / "kubectl"
     fake_kubectl.write_text(f'#!/bin/sh\necho "kubectl $*" >> {kubectl_log}\necho "state of $*"\n')
     fake_kubectl.chmod(0o755)
     said: list[str] = []
-    run = nightly.Nightly(config(tmp_path), say=said.append, runner=Runner(say=said.append))
+    run = nightly.Nightly(config(tmp_path, soak=soak), say=said.append, runner=Runner(say=said.append))
 
     with pytest.raises(ProvisionError) as caught:
         run.run()
@@ -204,6 +205,12 @@ def test_sigterm_during_cluster_creation_stops_it_and_deletes_the_cluster(
     pid = int(hung.read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # the hung `kind create` was stopped, not left behind
+
+
+def test_down_deletes_the_named_cluster(tools: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    assert cli.main(["provision", "down", "--provider=kind", "--cluster-name=lhsoak-up"]) == 0
+    assert calls(tools)[-1].startswith("kind delete cluster --name lhsoak-up --kubeconfig ")
 
 
 def test_user_soak_options_replace_the_nightly_ones_of_the_same_name() -> None:

@@ -166,10 +166,14 @@ def backup_target(*, url: str, available: bool, reason: str = "") -> tuple[Obj, 
 
 
 def test_the_backup_target_probe_follows_the_patch_to_available(lab: Lab) -> None:
-    obj, status = backup_target(url="", available=False, reason="Unavailable")
-    lab.create(kinds.LH_BACKUP_TARGET, obj, status=status)
     api = cluster.Cluster.connect(kubeconfig=lab.kubeconfig(context="c"), context=None, allowed=("c",))
     try:
+        exists = readiness.backup_target_exists_probe(api)
+        assert exists() == Seen(False, "BackupTarget default not created yet")
+        obj, status = backup_target(url="", available=False, reason="Unavailable")
+        lab.create(kinds.LH_BACKUP_TARGET, obj, status=status)  # as longhorn-manager does at start
+        assert exists() == Seen(True, "BackupTarget default exists")
+
         probe = readiness.backup_target_probe(api, url=backupstore.TARGET_URL)
         assert probe().detail == "BackupTarget default points at '', not 's3://backupbucket@us-east-1/'"
 

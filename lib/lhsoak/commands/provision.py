@@ -28,7 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     night.add_argument(
         "--history", type=Path, default=None, help="an earlier HTML report whose history/ to carry"
     )
-    night.add_argument("--keep-cluster", action="store_true", help="leave the cluster running at the end")
     night.add_argument("soak_args", nargs=argparse.REMAINDER, help="-- then soak options")
     up = actions.add_parser("up", help="provision and leave the cluster running (kubeconfig, inventory)")
     _common(up)
@@ -48,6 +47,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--skip-host-check", action="store_true", help="start even without the iscsi_tcp module"
     )
+    parser.add_argument(
+        "--keep-cluster", action="store_true", help="never delete the cluster, even after a failure"
+    )
 
 
 def _say(text: str) -> None:
@@ -66,7 +68,7 @@ def _config(args: argparse.Namespace) -> nightly.NightlyConfig:
         cluster=args.cluster_name,
         reports_dir=args.reports_dir,
         soak=is_nightly,
-        keep_cluster=(not is_nightly) or args.keep_cluster,
+        keep_cluster=args.keep_cluster,
         build_image=not args.no_build,
         check_host=not args.skip_host_check,
         history=args.history if is_nightly else None,

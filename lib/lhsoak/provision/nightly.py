@@ -90,7 +90,8 @@ class NightlyConfig:
     soak: bool = True
     """Run the soak and the report; False provisions only (`lhsoak provision up`)."""
     keep_cluster: bool = False
-    """Leave the cluster running at the end; default off (`up` keeps it)."""
+    """Leave the cluster running however the run ends, for inspection; default off. Without a soak
+    (`up`) a ready cluster is left running anyway; a failed one is deleted unless this is set."""
     build_image: bool = True
     """Build the node image first; off when it was built already."""
     check_host: bool = True
@@ -141,6 +142,7 @@ class Nightly:
             kubeconfig=self.kubeconfig,
         )
         self._owns_cluster = False
+        self._leave_running = False
 
     # -- the flow ---------------------------------------------------------------------------------
 
@@ -151,13 +153,14 @@ class Nightly:
                 self._preflight()
                 self._provision()
                 if not self.config.soak:
+                    self._leave_running = True
                     self._say(f"cluster ready: KUBECONFIG={self.kubeconfig} INVENTORY={self.inventory_path}")
                     return errors.EXIT_PASSED
                 soak_status = self._soak()
                 report_status = self._report()
                 return soak_status or report_status
             finally:
-                if self._owns_cluster and not self.config.keep_cluster:
+                if self._owns_cluster and not (self.config.keep_cluster or self._leave_running):
                     with process.shielded(self._say):
                         self._teardown()
 
@@ -216,6 +219,12 @@ class Nightly:
             api, backupstore.MINIO_DEPLOYMENT, namespace=backupstore.MINIO_NAMESPACE
         )
         self._wait("the MinIO backup store", minio, deadlines.minio_s)
+        # longhorn-manager creates BackupTarget `default` itself (with an empty URL) when it starts.
+        self._wait(
+            "BackupTarget default to exist",
+            readiness.backup_target_exists_probe(api),
+            deadlines.backup_target_s,
+        )
         self._say(f"pointing BackupTarget default at {backupstore.TARGET_URL}")
         api.patch(
             cluster.BACKUP_TARGETS, "default", backupstore.backup_target_patch(), namespace=readiness.NS
@@ -234,6 +243,7 @@ class Nightly:
             *backupstore.secret_objects(backupstore.new_credentials()),
         ]
         secrets_file.touch(mode=0o600, exist_ok=True)
+        secrets_file.chmod(0o600)  # before the credentials go in, also when the file was there
         secrets_file.write_text(backupstore.manifest(objects), encoding="utf-8")
         manifest = self.config.repo / "infra" / "backupstore" / "minio-backupstore.yaml"
         command = kubectl.apply(

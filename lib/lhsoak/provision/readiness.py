@@ -181,6 +181,14 @@ def instance_managers_probe(api: cluster.Cluster) -> Probe:
     return probe
 
 
+def backup_target_exists_probe(api: cluster.Cluster) -> Probe:
+    def probe() -> Seen:
+        found = api.find(cluster.BACKUP_TARGETS, "default", namespace=NS)
+        return Seen(found is not None, "BackupTarget default " + ("exists" if found else "not created yet"))
+
+    return probe
+
+
 def backup_target_probe(api: cluster.Cluster, *, url: str) -> Probe:
     return lambda: backup_target_available(api.find(cluster.BACKUP_TARGETS, "default", namespace=NS), url=url)
 
