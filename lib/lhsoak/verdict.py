@@ -34,8 +34,10 @@ and per volume:
 - **Retain**: each time a usable artifact becomes done, the usable live set (done, not yet `gone`)
   may hold `retain + 1` (the new one before its job deletes the oldest); every done that takes it
   beyond that is one violation. `errors_left` counts Error artifacts never followed by `gone`.
-  Retain violations are reported; Error artifacts left at the end beyond `retain` fail the job
-  (longhorn#7854: the retain cleanup skips Error backups, so they pile up).
+  Retain violations are reported. Error artifacts left at the end fail the job when more than
+  `retain` of them were not interrupted by a reboot (longhorn#7854: backups that start during or
+  after an outage fail, and the retain cleanup skips Error backups, so they pile up); one backup
+  cut off by each reboot ends in Error on a healthy cluster too.
 - **Pass**: a job passes on a volume when it has no missed tick outside outages, if there were
   outages, it fired on time for some tick after the last one ended, and it left no more Error
   artifacts than `retain`. The run passes when every job
@@ -437,6 +439,8 @@ class _Row(NamedTuple):
 
     verdict: VolumeVerdict
     judged: Sequence[_Tick]
+    fires: Sequence[ledger.Fire] = ()
+    gone_s: Mapping[str, float] = {}
 
 
 def _judge_volume(
@@ -475,10 +479,28 @@ def _judge_volume(
         missed_ticks_s=tuple(t.tick_s for t in missed),
         passed=False,
     )
-    piled_up = row.errors_left > job.retain
+    piled_up = _errors_not_from_interruptions(fires, gone_s, ctx.outages) > job.retain
     return _Row(
-        dataclasses.replace(row, passed=not missed and fired_after is not False and not piled_up), judged
+        dataclasses.replace(row, passed=not missed and fired_after is not False and not piled_up),
+        judged,
+        fires,
+        gone_s,
     )
+
+
+def _errors_not_from_interruptions(
+    fires: Sequence[ledger.Fire], gone_s: Mapping[str, float], outages: Sequence[Outage]
+) -> int:
+    """Error artifacts left at the end that no reboot interrupted.
+
+    A backup running when a reboot began ends in Error on a healthy cluster too, one per reboot; the
+    longhorn#7854 pile-up is the others: backups that start failing during and after the outage.
+    """
+
+    def interrupted(fire: ledger.Fire) -> bool:
+        return any(fire.started_s < outage.start_s <= fire.ts_s for outage in outages)
+
+    return sum(1 for f in fires if f.state == "Error" and f.object not in gone_s and not interrupted(f))
 
 
 # Reboots.
@@ -630,13 +652,14 @@ def _volume_failures(job: ledger.Job, row: _Row, ctx: _Context) -> list[Failure]
         )
     if verdict.fired_after_last_outage is False:
         failures.append(Failure(job.name, verdict.volume, _no_fire_after_text(ctx)))
-    if verdict.errors_left > job.retain:
+    piled = _errors_not_from_interruptions(row.fires, row.gone_s, ctx.outages)
+    if piled > job.retain:
         failures.append(
             Failure(
                 job.name,
                 verdict.volume,
-                f"{verdict.errors_left} Error artifacts left at the end, more than retain {job.retain}: "
-                "the retain cleanup skips them, so they pile up (longhorn#7854)",
+                f"{piled} Error artifacts left at the end that no reboot interrupted, more than retain "
+                f"{job.retain}: the retain cleanup skips them, so they pile up (longhorn#7854)",
             )
         )
     return failures

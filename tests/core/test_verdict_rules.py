@@ -430,7 +430,27 @@ def test_error_artifacts_piling_up_beyond_retain_fail_the_job_even_inside_outage
     row = _row(result)
     assert (row.missed, row.errors_left) == (0, 2)
     assert not row.passed
-    assert any("2 Error artifacts left at the end, more than retain 1" in f.reason for f in result.failures)
+    assert any(
+        "2 Error artifacts left at the end that no reboot interrupted, more than retain 1" in f.reason
+        for f in result.failures
+    )
+
+
+def test_backups_cut_off_by_reboots_end_in_error_without_failing_the_job() -> None:
+    # A healthy cluster: each reboot interrupts the backup running at that moment, which ends in Error.
+    b = _builder()
+    interrupted = {at("07:04:00"), at("07:12:00")}
+    b.regular_fires(
+        job="soak-backup", volumes=["vol-1"], until_s=at("07:20:00"), skip=lambda t, _v: t in interrupted
+    )
+    for tick in sorted(interrupted):
+        b.fire(
+            job="soak-backup", volume="vol-1", started_s=tick + 2, done_s=None, state="Error", ts_s=tick + 20
+        )
+        b.reboot_cycle(node="worker-1", start_s=tick + 10, ready_s=tick + 60)
+    b.end(ts_s=at("07:20:00"))
+    row = _row(verdict.analyse(b.ledger()))
+    assert (row.errors_left, row.missed, row.passed) == (2, 0, True)
 
 
 def test_error_artifacts_within_retain_are_reported_but_do_not_fail() -> None:
