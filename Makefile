@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= auto
 
-.PHONY: help setup test unit lint fmt soak bench report clean
+.PHONY: help setup test unit lint fmt soak bench report nightly-kind nightly-k3d clean
 
 help:
 	@echo "make soak    run the soak suite (against the built-in lab unless KUBECONFIG/INVENTORY are given)"
@@ -15,6 +15,7 @@ help:
 	@echo "make lint    ruff (lint + format check), mypy, import-linter"
 	@echo "make bench   benchmarks; writes reports/bench/<date>.json"
 	@echo "make report  the Allure HTML report of the newest run (RUN=<run-id> for another)"
+	@echo "make nightly-kind / nightly-k3d   build a kind/k3d cluster with Longhorn, soak it, report, delete it"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,6 +60,13 @@ SUITE ?= soak
 SOAK_TARGET = $(if $(filter command line,$(origin KUBECONFIG)),--kubeconfig $(KUBECONFIG)) $(if $(INVENTORY),--inventory $(INVENTORY))
 soak: setup
 	$(BIN)/lhsoak soak --suite $(SUITE) --lab-profile $(LAB_PROFILE) $(SOAK_TARGET) -- $(SOAK_ARGS)
+
+NIGHTLY_ARGS ?=
+nightly-kind: setup $(REPORT_TOOLS)
+	$(BIN)/lhsoak provision nightly --provider kind $(NIGHTLY_ARGS)
+
+nightly-k3d: setup $(REPORT_TOOLS)
+	$(BIN)/lhsoak provision nightly --provider k3d $(NIGHTLY_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -320,6 +320,11 @@ class WatchStream:
             if self.closed:
                 return
             raise UnreachableError(f"watch {self._resource.plural}: {error}") from None
+        except AttributeError:
+            # close() from another thread can pull the socket from under urllib3 mid-read.
+            if self.closed:
+                return
+            raise
         finally:
             self._response.release_conn()
 

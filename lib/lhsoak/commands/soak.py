@@ -35,6 +35,13 @@ LAB_DEFAULTS = (
 )
 
 
+# Each bug profile's own scenario: longhorn#9168 needs the backup's node to reboot while the job pod,
+# elsewhere, survives — a full-cluster restart restarts the pod too, and the next backup completes.
+PROFILE_SCENARIOS: dict[str, tuple[str, ...]] = {
+    "stuck-backup": ("--plan=backup-node", "--phase=any"),
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubeconfig", type=Path, help="target cluster (default: start the built-in lab)")
     parser.add_argument("--inventory", type=Path, help="inventory of the target cluster's nodes")
@@ -106,7 +113,9 @@ def _run_on_lab(args: argparse.Namespace, base: list[str], extra: list[str]) -> 
             f"--allow-context={lab.context}",
             f"--env=profile={args.lab_profile}",
         ]
-        defaults = [flag for flag in LAB_DEFAULTS if flag.split("=", 1)[0] not in _given(extra)]
+        scenario = PROFILE_SCENARIOS.get(args.lab_profile, ())
+        chosen = {flag.split("=", 1)[0]: flag for flag in (*LAB_DEFAULTS, *scenario)}
+        defaults = [flag for name, flag in chosen.items() if name not in _given(extra)]
         return _pytest([*base, *target, *defaults, *extra])
     finally:
         lab.stop()
