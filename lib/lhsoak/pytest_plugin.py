@@ -6,11 +6,14 @@ with exit code 2 before anything on the cluster is touched; a dry run prints the
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import logging
 import os
 import secrets
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -20,6 +23,7 @@ import pytest
 
 from lhsoak import config, errors, ledger, plan, report, soak
 
+log = logging.getLogger("lhsoak")
 _MAX_STEPS = 1000
 _INTERRUPTED = pytest.StashKey[bool]()
 _SESSION = pytest.StashKey["_SoakSession"]()
@@ -145,15 +149,20 @@ def build_run(options: pytest.Config, *, progress: Any) -> soak.SoakRun:
 
 
 def _progress_writer(pytest_config: pytest.Config) -> Any:
+    """Live progress on the terminal, past pytest's output capture (as its live logging does)."""
     reporter = pytest_config.pluginmanager.get_plugin("terminalreporter")
+    capture = pytest_config.pluginmanager.get_plugin("capturemanager")
+    lock = threading.Lock()
 
     def write(text: str) -> None:
         stamp = dt.datetime.now().strftime("%H:%M:%S")
         line = f"[lhsoak {stamp}] {text}"
-        if reporter is not None:
-            reporter.write_line(line)
-        else:
-            print(line, file=sys.stderr, flush=True)
+        log.info("%s", text)
+        with lock, capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            if reporter is not None:
+                reporter.write_line(line)
+            else:
+                print(line, file=sys.stderr, flush=True)
 
     return write
 

@@ -14,7 +14,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,14 +101,30 @@ class Rebooter:
         if unknown:
             # The plan was checked against the inventory before anything started; this is a harness bug.
             raise RebootFailed(f"no reboot driver for {', '.join(unknown)}")
-        with ThreadPoolExecutor(max_workers=max(1, len(nodes)), thread_name_prefix="reboot") as pool:
-            results = list(pool.map(self._reboot_one, nodes))
+        results = self._in_parallel(nodes)
         failed = [result for result in results if result.failure]
         if failed:
             raise RebootFailed(
                 "; ".join(f"{result.node}: {result.failure}" for result in failed), results=results
             )
         return results
+
+    def _in_parallel(self, nodes: Sequence[str]) -> list[NodeReboot]:
+        # Daemon threads, not an executor: on Ctrl-C/SIGTERM the join below is interrupted and the
+        # soak's teardown restores the nodes, instead of the interpreter waiting out every proof.
+        results: dict[str, NodeReboot] = {}
+
+        def one(node: str) -> None:
+            results[node] = self._reboot_one(node)
+
+        threads = [
+            threading.Thread(target=one, args=(node,), name=f"reboot-{node}", daemon=True) for node in nodes
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return [results[node] for node in nodes if node in results]
 
     def _record(self, result: NodeReboot, phase: str, boot_id: str | None = None, **extra: Any) -> None:
         record: dict[str, Any] = {"type": "reboot", "node": result.node, "phase": phase, "boot_id": boot_id}

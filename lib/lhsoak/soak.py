@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import tenacity
+
 from lhsoak import (
     artifacts,
     cluster,
@@ -496,10 +498,7 @@ class SoakRun:
             except Exception as error:
                 problems.append(f"could not finish the ledger: {error}")
         if self.setup is not None:
-            try:
-                problems += self.setup.undo(keep=self.soak.keep)
-            except cluster.ClusterError as error:
-                problems.append(f"cleanup failed: {error}")
+            problems += self._undo_setup(self.setup)
         if self.writer is not None:
             self.writer.close()
         if self.api is not None:
@@ -507,6 +506,26 @@ class SoakRun:
         for problem in problems:
             self.progress(f"teardown: {problem}")
         return problems
+
+    def _undo_setup(self, setup: longhorn.Setup) -> list[str]:
+        """Put the cluster back; waits for the API server if a control-plane reboot took it down."""
+
+        def log_attempt(state: tenacity.RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            self.progress(
+                f"teardown: attempt {state.attempt_number}: API server unreachable ({error}); retrying"
+            )
+
+        try:
+            return tenacity.Retrying(
+                retry=tenacity.retry_if_exception_type(cluster.UnreachableError),
+                wait=tenacity.wait_exponential(multiplier=0.5, max=5),
+                stop=tenacity.stop_after_delay(self.chaos.ready_deadline_s),
+                before_sleep=log_attempt,
+                reraise=True,
+            )(setup.undo, keep=self.soak.keep)
+        except cluster.ClusterError as error:
+            return [f"cleanup failed: {error}"]
 
     # -- helpers ----------------------------------------------------------------------------------
 

@@ -61,15 +61,20 @@ def _suite_path(suite: str) -> Path:
 
 
 def _pytest(args: list[str]) -> int:
+    """Run the suite in a child pytest; SIGINT/SIGTERM are passed on so the suite restores the cluster."""
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
     process = subprocess.Popen(command)
+
+    def forward(signum: int, _frame: object) -> None:
+        process.send_signal(signum)
+
+    previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
+        # The suite handles the signal itself: it stops rebooting, restores, ends the ledger, exits.
         return process.wait()
-    except KeyboardInterrupt:
-        # Let the suite restore the cluster: it handles SIGINT/SIGTERM itself.
-        process.send_signal(signal.SIGINT)
-        process.wait()
-        raise
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def run(args: argparse.Namespace) -> int:

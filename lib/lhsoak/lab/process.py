@@ -36,6 +36,8 @@ class LabProcess:
     kubeconfig: Path
     inventory: Path
     context: str
+    ec2_url: str | None = None
+    """The lab's EC2 endpoint when it serves one."""
     process: subprocess.Popen[bytes] | None = field(default=None, compare=False, repr=False)
     """The lab process when this one started it (then `stop` reaps it)."""
 
@@ -48,6 +50,7 @@ class LabProcess:
         workers: int = 3,
         control_planes: int = 1,
         seed: int = 0,
+        ec2: bool = False,
         deadline_s: float = 60.0,
     ) -> LabProcess:
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -63,6 +66,7 @@ class LabProcess:
             f"--workers={workers}",
             f"--control-planes={control_planes}",
             f"--seed={seed}",
+            *(["--ec2"] if ec2 else []),
         ]
         with (state_dir / LOG_FILE).open("ab") as log_file:
             process = subprocess.Popen(
@@ -112,6 +116,7 @@ class LabProcess:
             kubeconfig=Path(data["kubeconfig"]),
             inventory=Path(data["inventory"]),
             context=data["context"],
+            ec2_url=data.get("ec2_url"),
             process=process,
         )
 

@@ -114,6 +114,8 @@ def _reboot_block(result: verdict.Verdict, fmt: str) -> list[str]:
 
 def headline(result: verdict.Verdict) -> str:
     """One line: the run, its verdict and which jobs stopped firing."""
+    if result.end_reason == "interrupted":
+        return f"lhsoak {result.run_id}: INTERRUPTED: the run was stopped before its verdict could be reached"
     if result.passed:
         return f"lhsoak {result.run_id}: PASSED: every job kept firing on every volume"
     failed = [job.name for job in result.jobs if not job.passed]

@@ -1,0 +1,43 @@
+"""Acceptance tests drive the real command line against a lab started per test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lhsoak.lab.process import LabProcess
+
+REPO = Path(__file__).resolve().parents[2]
+
+# A compressed soak: 4-second ticks, deadlines in seconds.
+LAB_SOAK_OPTIONS = (
+    "--allow-seconds-cron",
+    "--cron=*/4 * * * * *",
+    "--lag-bound=8",
+    "--settle=4",
+    "--down-deadline=30",
+    "--ready-deadline=60",
+)
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[LabProcess]:
+    started = LabProcess.start(state_dir=tmp_path / "lab", ec2=True)
+    yield started
+    started.stop()
+
+
+def lhsoak(*arguments: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "lhsoak", *arguments],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )

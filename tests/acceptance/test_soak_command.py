@@ -1,0 +1,67 @@
+"""`lhsoak soak` (what `make soak` runs) against the built-in lab: a healthy cluster passes, each
+upstream bug fails the run with exit code 1 and its diagnosis in the output; a plan that needs a node
+the inventory lacks is refused with exit code 2 before anything is touched."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from lhsoak import inventory
+from lhsoak.lab.process import LabProcess
+
+from .conftest import LAB_SOAK_OPTIONS, lhsoak
+
+
+def _soak_on_the_lab(tmp_path: Path, profile: str) -> tuple[int, str]:
+    process = lhsoak("soak", f"--lab-profile={profile}", f"--reports-dir={tmp_path / 'reports'}")
+    output, _ = process.communicate(timeout=400)
+    return process.returncode, output
+
+
+@pytest.mark.slow
+def test_make_soak_passes_on_a_healthy_lab_with_full_cluster_restarts(tmp_path: Path) -> None:
+    code, output = _soak_on_the_lab(tmp_path, "healthy")
+    assert code == 0, output
+    assert "PASSED: every job kept firing on every volume" in output
+    assert output.count("cluster reboot of cp-1, worker-1, worker-2, worker-3") >= 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("profile", "category", "evidence"),
+    [
+        ("stuck-pending", "stuck-pending-job", "Pending"),
+        ("stuck-backup", "stuck-inprogress-backup", "stuck InProgress"),
+    ],
+)
+def test_make_soak_fails_on_an_upstream_bug_and_names_it(
+    tmp_path: Path, profile: str, category: str, evidence: str
+) -> None:
+    code, output = _soak_on_the_lab(tmp_path, profile)
+    assert code == 1, output
+    assert f"lhsoak-category: {category}" in output
+    assert evidence in output
+    assert "FAILED: soak-backup stopped firing" in output
+
+
+def test_a_plan_needing_a_node_the_inventory_lacks_is_refused(lab: LabProcess, tmp_path: Path) -> None:
+    full = inventory.load(lab.inventory)
+    partial = dataclasses.replace(full, nodes=tuple(n for n in full.nodes if n.name != "worker-3"))
+    path = tmp_path / "partial.yaml"
+    inventory.dump(partial, path)
+    process = lhsoak(
+        "soak",
+        f"--kubeconfig={lab.kubeconfig}",
+        f"--inventory={path}",
+        f"--reports-dir={tmp_path / 'reports'}",
+        "--",
+        *LAB_SOAK_OPTIONS,
+        "--plan=all-workers",
+    )
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 2, output
+    assert "worker-3" in output
+    assert not list((tmp_path / "reports").glob("*/ledger.jsonl")), "a refused soak must not start a run"
