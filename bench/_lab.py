@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
+import logging
 import multiprocessing
 import os
 import re
@@ -51,6 +52,11 @@ WATCHED = (
     cluster.BACKUP_TARGETS,
 )
 """The resources the recorder lists and watches (see `recorder.Recorder`)."""
+
+
+def quiet_library_logs() -> None:
+    """The recorder warns on every watch a control-plane reboot cuts: expected here, not news."""
+    logging.getLogger("lhsoak").setLevel(logging.ERROR)
 
 
 def say(text: str) -> None:
@@ -209,7 +215,8 @@ class SoakOutcome:
     verdict: verdict.Verdict
     ledger: ledger.Ledger
     api_requests: Counter[RequestKey] = field(default_factory=Counter)
-    """Every resource request the harness made, from the lab's counters (setup to teardown)."""
+    """Every resource request the harness made, from the lab's counters (setup to teardown);
+    empty when not counted."""
 
 
 def drive_soak(
@@ -218,11 +225,14 @@ def drive_soak(
     *,
     run_id: str,
     reports_dir: Path,
-    on_step: Callable[[soak.SoakRun], None] | None = None,
+    count_requests: bool = True,
 ) -> SoakOutcome:
-    """open → start → steps (a StepFailed ends the steps) → settle → finish → teardown."""
+    """open → start → steps (a StepFailed ends the steps) → settle → finish → teardown.
+
+    `count_requests`: read the lab's counters before and after (only when nothing else talks to it).
+    """
     counters = ApiCounters(lab.kubeconfig)
-    before = counters.read_when_no_watch_is_open()
+    before = counters.read_when_no_watch_is_open() if count_requests else None
     run = soak.SoakRun(
         soak=config.Soak(
             run_id=run_id,
@@ -260,8 +270,6 @@ def drive_soak(
                 failure = str(error)
             done = run.outcomes[-1].step
             steps.append(StepTiming(step.index, done.nodes, began_s, time.time(), failure is not None))
-            if on_step is not None:
-                on_step(run)
             if failure is not None:
                 break
         run.settle()
@@ -269,7 +277,7 @@ def drive_soak(
     finally:
         run.teardown()
     ended_s = time.time()
-    after = counters.read_when_no_watch_is_open()
+    requests = counters.read_when_no_watch_is_open().minus(before) if before is not None else Counter()
     return SoakOutcome(
         settings=settings,
         started_s=started_s,
@@ -279,7 +287,7 @@ def drive_soak(
         ended_s=ended_s,
         verdict=result,
         ledger=ledger.read(run.soak.run_dir / "ledger.jsonl"),
-        api_requests=after.minus(before),
+        api_requests=requests,
     )
 
 
@@ -425,13 +433,16 @@ def restart_soak(settings: SoakSettings = RESTARTS) -> RestartSoak:
 
 
 def _run_restart_soak(settings: SoakSettings) -> RestartSoak:
+    quiet_library_logs()
     say(f"lab soak: {settings.iterations} {settings.kind} restarts, cron {settings.cron!r}")
     with running_lab(profile=settings.profile) as lab, tempfile.TemporaryDirectory() as reports:
-        lab_cpu_before, cpu_before = _process_cpu_s(lab.pid), _cpu_s()
+        lab_cpu_before, cpu_before = process_cpu_s(lab.pid), _cpu_s()
         with NodeObserver(lab) as observer:
-            outcome = drive_soak(lab, settings, run_id="bench-restarts", reports_dir=Path(reports))
+            outcome = drive_soak(
+                lab, settings, run_id="bench-restarts", reports_dir=Path(reports), count_requests=False
+            )
             ready_seen = observer.snapshot()
-        lab_cpu_s, harness_cpu_s = _process_cpu_s(lab.pid) - lab_cpu_before, _cpu_s() - cpu_before
+        lab_cpu_s, harness_cpu_s = process_cpu_s(lab.pid) - lab_cpu_before, _cpu_s() - cpu_before
         return RestartSoak(
             outcome=outcome,
             ready_seen=ready_seen,
@@ -441,7 +452,7 @@ def _run_restart_soak(settings: SoakSettings) -> RestartSoak:
         )
 
 
-def _process_cpu_s(pid: int) -> float:
+def process_cpu_s(pid: int) -> float:
     """User + system CPU of another process so far (proc(5): fields 14 and 15, in clock ticks)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -331,8 +331,11 @@ class WatchStream:
     def close(self) -> None:
         self.closed = True
         # urllib3's shutdown() unblocks a read in progress on another thread; close() alone does not.
-        self._response.shutdown()
-        self._response.close()
+        # The reading thread may have closed the socket already (the watch just ended): that is fine.
+        with contextlib.suppress(OSError, AttributeError):
+            self._response.shutdown()
+        with contextlib.suppress(OSError, AttributeError):
+            self._response.close()
 
 
 def _decode_watch(response: Any, resource: Resource) -> Iterator[WatchEvent]:
