@@ -495,6 +495,32 @@ class RecorderCost:
     stopped_s: float
 
 
+def open_ledger(
+    path: Path,
+    *,
+    run_id: str,
+    jobs: Sequence[config.JobSpec],
+    volumes: Sequence[str],
+    lag_bound_s: float,
+    settle_s: float,
+) -> ledger.Writer:
+    """A ledger with its run record written, ready for a recorder on its own."""
+    writer = ledger.Writer.open(path, clock=time.time)
+    writer.append(
+        {
+            "type": "run",
+            "version": 1,
+            "run_id": run_id,
+            "target": {"bench": "the recorder alone"},
+            "jobs": [spec.as_record() for spec in jobs],
+            "volumes": list(volumes),
+            "lag_bound_s": lag_bound_s,
+            "settle_s": settle_s,
+        }
+    )
+    return writer
+
+
 def record_in_child(job: RecorderJob) -> RecorderCost:
     """Run `record` in a fresh spawned interpreter, so its rusage is the recorder's alone."""
     context = multiprocessing.get_context("spawn")
@@ -505,18 +531,13 @@ def record_in_child(job: RecorderJob) -> RecorderCost:
 def record(job: RecorderJob) -> RecorderCost:
     """The child's work: connect, write the run record, record for `duration_s`, end the ledger."""
     api = cluster.Cluster.connect(kubeconfig=job.kubeconfig, context=job.context, allowed=(job.context,))
-    writer = ledger.Writer.open(job.ledger_path, clock=time.time)
-    writer.append(
-        {
-            "type": "run",
-            "version": 1,
-            "run_id": job.run_id,
-            "target": {"context": job.context, "bench": "recorder in a child process"},
-            "jobs": [spec.as_record() for spec in job.jobs],
-            "volumes": list(job.volumes),
-            "lag_bound_s": job.lag_bound_s,
-            "settle_s": job.settle_s,
-        }
+    writer = open_ledger(
+        job.ledger_path,
+        run_id=job.run_id,
+        jobs=job.jobs,
+        volumes=job.volumes,
+        lag_bound_s=job.lag_bound_s,
+        settle_s=job.settle_s,
     )
     rec = recorder.Recorder(
         api, writer, jobs={spec.name: spec.task for spec in job.jobs}, volumes=job.volumes

@@ -31,6 +31,7 @@ POLL_PERIOD_S = 1.0
 
 
 def run() -> dict[str, object]:
+    _lab.quiet_library_logs()
     with _lab.running_lab() as lab, tempfile.TemporaryDirectory(prefix="lhsoak-apiload-") as tmp:
         soak = config.Soak(
             run_id="bench-apiload",
@@ -68,7 +69,14 @@ def _recorder_phase(
     before = counters.read_when_no_watch_is_open()
     api = _lab.connect(lab)
     path = ledger_dir / f"recorder-{duration_s:.0f}s.jsonl"
-    writer = ledger.Writer.open(path, clock=time.time)
+    writer = _lab.open_ledger(
+        path,
+        run_id=soak.run_id,
+        jobs=soak.jobs,
+        volumes=volumes,
+        lag_bound_s=soak.lag_bound_s,
+        settle_s=soak.settle_s,
+    )
     rec = recorder.Recorder(api, writer, jobs={job.name: job.task for job in soak.jobs}, volumes=volumes)
     started_s = time.time()
     rec.start()
@@ -80,9 +88,10 @@ def _recorder_phase(
     writer.close()
     api.close()
     delta = counters.read_when_no_watch_is_open().minus(before)
-    fires = {fire.object for fire in ledger.read(path).fires} if path.stat().st_size else set()
+    written = ledger.read(path)
     return _phase_figures(delta, seconds=stopped_s - started_s, ticks=_ticks(started_s, stopped_s)) | {
-        "artifacts_recorded": len(fires)
+        "artifacts_recorded": len({fire.object for fire in written.fires}),
+        "blind_records": len(written.blinds),
     }
 
 

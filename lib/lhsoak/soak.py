@@ -131,6 +131,11 @@ class SoakRun:
                 except chaos_driver.DriverError as error:
                     raise errors.UsageError(f"node {node} cannot be rebooted: {error}") from None
 
+    @property
+    def period_s(self) -> float:
+        """The longest period of the soak's jobs: waits for "the next tick" are sized by it."""
+        return max(schedule.parse(job.cron).period_s for job in self.soak.jobs)
+
     def describe_plan(self) -> str:
         """What a dry run prints: nodes, order, expected ticks, outage overlap."""
         lines = [
@@ -278,7 +283,7 @@ class SoakRun:
         """
         rec = self._require_recorder()
         backup_jobs = {job.name for job in self.soak.jobs if job.task == "backup"}
-        period = max(schedule.parse(job.cron).period_s for job in self.soak.jobs)
+        period = self.period_s
         deadline_s = 3 * period + self.soak.lag_bound_s
         lenient_after = self.clock() + deadline_s / 2
 
@@ -330,7 +335,7 @@ class SoakRun:
     def _wait_backup_in_progress(self) -> None:
         rec = self._require_recorder()
         backup_jobs = {job.name for job in self.soak.jobs if job.task == "backup"}
-        period = max(schedule.parse(job.cron).period_s for job in self.soak.jobs)
+        period = self.period_s
         try:
             rec.view.wait_for(
                 lambda view: (
@@ -356,17 +361,13 @@ class SoakRun:
             max((r.ready_s or self.clock()) for r in outcome.reboots) if outcome.reboots else self.clock()
         )
         recovered_after = ready_at + self.soak.settle_s
-        period = max(schedule.parse(job.cron).period_s for job in self.soak.jobs)
+        period = self.period_s
         deadline = self.soak.settle_s + 2 * period + self.soak.lag_bound_s
-        volumes = self._require(self.setup).volumes
 
         def check(_view: recorder.ClusterView) -> bool | None:
             if len(self._misses) > misses_before:
                 return False
-            fires = rec.fires_snapshot()
-            fresh = {(f.job, f.volume) for f in fires if f.done is not None and f.started >= recovered_after}
-            wanted = {(job.name, volume) for job in self.soak.jobs for volume in volumes}
-            return True if wanted <= fresh else None
+            return True if self._every_job_fired_since(recovered_after) else None
 
         self.progress(f"{step.title}: waiting for every job to fire again")
         try:
@@ -379,7 +380,8 @@ class SoakRun:
             )
         except recorder.WaitTimeout as error:
             outcome.findings = self.diagnose()
-            raise StepFailed(self._failure_text(step, str(error), outcome.findings)) from None
+            what = str(error) + self._remediate(outcome.findings)
+            raise StepFailed(self._failure_text(step, what, outcome.findings)) from None
         if not ok:
             outcome.misses = self._misses[misses_before:]
             outcome.findings = self.diagnose()
@@ -387,7 +389,76 @@ class SoakRun:
                 f"{m.job}/{m.volume} tick {timestamps.to_rfc3339(m.tick_s)}: {m.reason}"
                 for m in outcome.misses
             )
-            raise StepFailed(self._failure_text(step, f"missed ticks: {missed}", outcome.findings))
+            what = f"missed ticks: {missed}" + self._remediate(outcome.findings)
+            raise StepFailed(self._failure_text(step, what, outcome.findings))
+
+    # The documented workarounds: delete the Pending job pod (longhorn#7956), delete the stuck
+    # InProgress backup (longhorn#9168). Applied only with --remediate, after the misses are recorded.
+    _REMEDIES: Mapping[str, tuple[str, cluster.Resource]] = {
+        "stuck-pending-job": ("Pod", cluster.PODS),
+        "stuck-inprogress-backup": ("Backup", cluster.BACKUPS),
+    }
+
+    def _remediate(self, findings: Sequence[diagnosis.Finding]) -> str:
+        """Apply the workaround for each finding that has one; say whether the jobs resumed."""
+        if not self.soak.remediate:
+            return ""
+        deleted = [name for finding in findings for name in self._apply_remedy(finding)]
+        if not deleted:
+            return "; --remediate: no documented workaround applies"
+        resumed = self._wait_jobs_resume(after_s=self.clock())
+        self._note(
+            "info" if resumed else "error",
+            f"after remediation the jobs {'resumed' if resumed else 'did not resume'}",
+        )
+        verdict_text = "every job fired again" if resumed else "the jobs did NOT resume"
+        return (
+            f"; --remediate deleted {', '.join(deleted)} and {verdict_text} (the misses still fail the run)"
+        )
+
+    def _apply_remedy(self, finding: diagnosis.Finding) -> list[str]:
+        remedy = self._REMEDIES.get(finding.category)
+        if remedy is None:
+            return []
+        kind, resource = remedy
+        deleted = []
+        for ref in finding.objects:
+            if ref.kind != kind:
+                continue
+            try:
+                self._require_api().delete(resource, ref.name, namespace=ref.namespace)
+            except cluster.NotFoundError:
+                continue
+            deleted.append(f"{kind} {ref.name}")
+            self._note(
+                "warn",
+                f"remediation: deleted {kind} {ref.namespace}/{ref.name}, the documented workaround for {finding.category}",
+                {"category": finding.category, "kind": kind, "name": ref.name, "remediation": True},
+            )
+            self.progress(f"--remediate: deleted {kind} {ref.name} ({finding.category})")
+        return deleted
+
+    def _every_job_fired_since(self, after_s: float) -> bool:
+        """Every job has a usable artifact started after `after_s` on every volume."""
+        volumes = self._require(self.setup).volumes
+        wanted = {(job.name, volume) for job in self.soak.jobs for volume in volumes}
+        fires = self._require_recorder().fires_snapshot()
+        fresh = {(f.job, f.volume) for f in fires if f.done is not None and f.started >= after_s}
+        return wanted <= fresh
+
+    def _wait_jobs_resume(self, *, after_s: float) -> bool:
+        rec = self._require_recorder()
+        period = self.period_s
+        try:
+            return rec.view.wait_for(
+                lambda _view: True if self._every_job_fired_since(after_s) else None,
+                what="every job to fire again after the remediation",
+                deadline_s=2 * period + self.soak.lag_bound_s,
+                seen=lambda _view: self._fire_summary(after_s),
+                progress=self.progress,
+            )
+        except recorder.WaitTimeout:
+            return False
 
     def _fire_summary(self, after_s: float) -> str:
         fires = self._require_recorder().fires_snapshot()
@@ -421,7 +492,7 @@ class SoakRun:
     def settle(self) -> None:
         """Watch `ticks_after_chaos` more ticks of every job after the last outage has settled, so
         a stall after the last reboot shows and every job's verdict covers a stretch of calm."""
-        period = max(schedule.parse(job.cron).period_s for job in self.soak.jobs)
+        period = self.period_s
         calm_from = max(
             [self._require(self.started_s)]
             + [(outage.end_s or self.clock()) + self.soak.settle_s for outage in self.outages()]

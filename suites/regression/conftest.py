@@ -40,6 +40,7 @@ def lab_soak(tmp_path: Path) -> Iterator[object]:
         iterations: int = 2,
         phase: config.Phase = "during-backup",
         kind: config.PlanKind = "cluster",
+        remediate: bool = False,
     ) -> Outcome:
         lab = LabProcess.start(state_dir=tmp_path / f"lab-{profile}", profile=profile)
         labs.append(lab)
@@ -51,6 +52,7 @@ def lab_soak(tmp_path: Path) -> Iterator[object]:
                 settle_s=4,
                 reports_dir=tmp_path / "reports",
                 allow_seconds_cron=True,
+                remediate=remediate,
             ),
             target=config.Target(
                 kubeconfig=lab.kubeconfig, inventory=lab.inventory, allowed_contexts=(lab.context,)

@@ -55,3 +55,14 @@ def test_a_backup_target_outage_is_caught_and_recorded(lab_soak: LabSoak, phase:
     assert not outcome.verdict.passed
     assert _failed_jobs(outcome.verdict) == {"soak-backup"}, verdict.render_table(outcome.verdict)
     assert any("BackupTarget/default: unavailable" in note for note in outcome.notes), outcome.notes
+
+
+def test_remediation_applies_the_workaround_and_the_jobs_resume_but_the_run_still_fails(
+    lab_soak: LabSoak,
+) -> None:
+    outcome = lab_soak("stuck-pending", remediate=True)
+    assert not outcome.verdict.passed
+    assert outcome.step_failure is not None
+    assert "--remediate deleted Pod" in outcome.step_failure
+    assert "every job fired again" in outcome.step_failure
+    assert any('"remediation":true' in note for note in outcome.notes), outcome.notes
