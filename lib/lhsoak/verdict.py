@@ -12,7 +12,8 @@ and per volume:
   is open belongs to the open reboot; phases with no open reboot are noted and ignored. A tick is
   *excused* (it may be missed) when its work was still due while an outage ran: the outage overlaps
   [tick, tick + `lag_bound_s`]. Ticks inside an outage are excused, and so is a tick whose backup was
-  still running when the reboot began — the reboot took it, not a stalled job (a decision of this
+  still running when the reboot began — the reboot took it, not a stalled job; but not a tick whose
+  artifact had already ended in Error before the reboot began (a decision of this
   module: with ticks excused only from the reboot's start, every reboot during a backup would fail a
   healthy cluster).
 - **A tick's fire** is the first artifact (by `started`) whose `started` is at or after the tick and
@@ -356,8 +357,21 @@ def _judge_ticks(job_ticks: _JobTicks, fires: Sequence[ledger.Fire], ctx: _Conte
         past = bisect.bisect_left(starts, nxt, lo=first)
         fire = fires[first] if past > first else None
         outcome, cause, lag = _judge_tick(tick, nxt, fire, ctx)
+        if excused and cause == "error" and fire is not None:
+            excused = _excused_error(tick, fire, ctx)
         judged.append(_Tick(tick, excused, outcome, cause, fire, lag, past - first))
     return judged
+
+
+def _excused_error(tick_s: float, fire: ledger.Fire, ctx: _Context) -> bool:
+    """An outage that began while a tick's work was due excuses it, unless the tick was already lost
+    before the reboot began (its artifact was recorded in Error earlier): the reboot did not cause that."""
+    for outage in ctx.outages:
+        if not (outage.start_s <= tick_s + ctx.lag_bound_s and tick_s <= outage.end_s):
+            continue
+        if outage.start_s <= tick_s or fire.ts_s >= outage.start_s:
+            return True
+    return False
 
 
 def _judge_tick(

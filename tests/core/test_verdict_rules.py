@@ -436,6 +436,26 @@ def test_error_artifacts_piling_up_beyond_retain_fail_the_job_even_inside_outage
     )
 
 
+def test_a_tick_lost_to_an_error_before_the_reboot_began_is_not_excused() -> None:
+    b = _builder()
+    b.regular_fires(
+        job="soak-backup", volumes=["vol-1"], until_s=at("07:20:00"), skip=lambda t, _v: t == at("07:10:00")
+    )
+    # The 07:10 backup fails on its own at 07:10:40; the reboot at 07:11:00 is not why.
+    b.fire(
+        job="soak-backup",
+        volume="vol-1",
+        started_s=at("07:10:02"),
+        done_s=None,
+        state="Error",
+        ts_s=at("07:10:40"),
+    )
+    b.reboot_cycle(node="worker-1", start_s=at("07:11:00"), ready_s=at("07:11:30"))
+    b.end(ts_s=at("07:20:00"))
+    row = _row(verdict.analyse(b.ledger()))
+    assert row.missed_ticks_s == (at("07:10:00"),)
+
+
 def test_backups_cut_off_by_reboots_end_in_error_without_failing_the_job() -> None:
     # A healthy cluster: each reboot interrupts the backup running at that moment, which ends in Error.
     b = _builder()
