@@ -26,7 +26,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,7 +85,7 @@ def connect(lab: LabProcess) -> cluster.Cluster:
 # -- the API server's request counters -----------------------------------------------------------
 
 
-_SERIES = re.compile(r'^apiserver_(request_total|longrunning_requests)\{(?P<labels>[^}]*)\} (?P<value>\d+)$')
+_SERIES = re.compile(r"^apiserver_(request_total|longrunning_requests)\{(?P<labels>[^}]*)\} (?P<value>\d+)$")
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -244,7 +244,9 @@ def drive_soak(
             reports_dir=reports_dir,
             allow_seconds_cron=True,
         ),
-        target=config.Target(kubeconfig=lab.kubeconfig, inventory=lab.inventory, allowed_contexts=(lab.context,)),
+        target=config.Target(
+            kubeconfig=lab.kubeconfig, inventory=lab.inventory, allowed_contexts=(lab.context,)
+        ),
         chaos=config.Plan(
             kind=settings.kind,
             iterations=settings.iterations,
@@ -436,13 +438,13 @@ def _run_restart_soak(settings: SoakSettings) -> RestartSoak:
     quiet_library_logs()
     say(f"lab soak: {settings.iterations} {settings.kind} restarts, cron {settings.cron!r}")
     with running_lab(profile=settings.profile) as lab, tempfile.TemporaryDirectory() as reports:
-        lab_cpu_before, cpu_before = process_cpu_s(lab.pid), _cpu_s()
+        lab_cpu_before, cpu_before = process_cpu_s(lab.pid), cpu_s()
         with NodeObserver(lab) as observer:
             outcome = drive_soak(
                 lab, settings, run_id="bench-restarts", reports_dir=Path(reports), count_requests=False
             )
             ready_seen = observer.snapshot()
-        lab_cpu_s, harness_cpu_s = process_cpu_s(lab.pid) - lab_cpu_before, _cpu_s() - cpu_before
+        lab_cpu_s, harness_cpu_s = process_cpu_s(lab.pid) - lab_cpu_before, cpu_s() - cpu_before
         return RestartSoak(
             outcome=outcome,
             ready_seen=ready_seen,
@@ -463,7 +465,11 @@ def process_cpu_s(pid: int) -> float:
 
 @dataclass(frozen=True)
 class RecorderJob:
-    """What a child process records: which lab, which jobs and volumes, for how long."""
+    """What a child process records: which cluster, which jobs and volumes, for how many ticks.
+
+    The recording starts `LEAD_S` before a tick of `cron` and stops `LEAD_S` before the tick after
+    the last one: exactly `ticks` ticks, each with the rest of its period to finish its work.
+    """
 
     kubeconfig: Path
     context: str
@@ -471,9 +477,22 @@ class RecorderJob:
     run_id: str
     jobs: tuple[config.JobSpec, ...]
     volumes: tuple[str, ...]
-    duration_s: float
+    cron: str
+    ticks: int
     lag_bound_s: float = 8.0
     settle_s: float = 4.0
+
+    def window(self, now_s: float) -> tuple[float, float]:
+        """When to start and stop recording, from `now_s`."""
+        sched = schedule.parse(self.cron)
+        first = sched.next_after(now_s + LEAD_S)
+        after_last = first
+        for _ in range(self.ticks):
+            after_last = sched.next_after(after_last)
+        return first - LEAD_S, after_last - LEAD_S
+
+
+LEAD_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -525,11 +544,12 @@ def record_in_child(job: RecorderJob) -> RecorderCost:
     """Run `record` in a fresh spawned interpreter, so its rusage is the recorder's alone."""
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(record, job).result(timeout=job.duration_s + 120)
+        start_s, stop_s = job.window(time.time())
+        return pool.submit(record, job).result(timeout=stop_s - start_s + 180)
 
 
 def record(job: RecorderJob) -> RecorderCost:
-    """The child's work: connect, write the run record, record for `duration_s`, end the ledger."""
+    """The child's work: connect, write the run record, record the window, end the ledger."""
     api = cluster.Cluster.connect(kubeconfig=job.kubeconfig, context=job.context, allowed=(job.context,))
     writer = open_ledger(
         job.ledger_path,
@@ -542,19 +562,22 @@ def record(job: RecorderJob) -> RecorderCost:
     rec = recorder.Recorder(
         api, writer, jobs={spec.name: spec.task for spec in job.jobs}, volumes=job.volumes
     )
+    start_at_s, stop_at_s = job.window(time.time())
+    timer = threading.Event()  # never set: its waits are for time itself
+    timer.wait(max(0.0, start_at_s - time.time()))
     rss_before = _proc_status_kb("VmRSS")
     peak_reset = _reset_peak_rss()
-    cpu_before, wall_before = _cpu_s(), time.perf_counter()
+    cpu_before, wall_before = cpu_s(), time.perf_counter()
     started_s = time.time()
     rec.start()
     rec.wait_synced(deadline_s=60)
-    sync_cpu_s = _cpu_s() - cpu_before
-    # Waiting for time itself: the recorder works on its own threads meanwhile.
-    threading.Event().wait(max(0.0, started_s + job.duration_s - time.time()))
+    sync_cpu_s = cpu_s() - cpu_before
+    # The recorder works on its own threads meanwhile.
+    timer.wait(max(0.0, stop_at_s - time.time()))
     rec.stop()
     stopped_s = time.time()
     cost = RecorderCost(
-        cpu_s=_cpu_s() - cpu_before,
+        cpu_s=cpu_s() - cpu_before,
         sync_cpu_s=sync_cpu_s,
         wall_s=time.perf_counter() - wall_before,
         rss_before_mb=rss_before / 1024,
@@ -569,7 +592,7 @@ def record(job: RecorderJob) -> RecorderCost:
     return cost
 
 
-def _cpu_s() -> float:
+def cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import _lab
-from lhsoak import cluster, config, ledger, longhorn, recorder
+from lhsoak import config, ledger, longhorn, recorder
 from lhsoak.lab.process import LabProcess
 
 CRON = "*/4 * * * * *"
@@ -107,6 +107,7 @@ def _polling_phase(lab: LabProcess, counters: _lab.ApiCounters, *, duration_s: f
             api.list(resource, namespace=None if not resource.namespaced else config.LONGHORN_NAMESPACE)
         rounds += 1
         next_round_s += POLL_PERIOD_S
+    timer.wait(max(0.0, started_s + duration_s - time.time()))
     stopped_s = time.time()
     api.close()
     delta = counters.read_when_no_watch_is_open().minus(before)
@@ -145,7 +146,9 @@ def _compare(phases: dict[str, dict[str, Any]]) -> dict[str, object]:
         "recorder_marginal_requests_per_min": round(marginal_per_min, 1),
         "polling_over_recorder_30s": round(poll_rate / short["requests_per_min"], 1),
         "polling_over_recorder_90s": round(poll_rate / long_["requests_per_min"], 1),
-        "polling_over_recorder_marginal": round(poll_rate / marginal_per_min, 1) if marginal_per_min else None,
+        "polling_over_recorder_marginal": round(poll_rate / marginal_per_min, 1)
+        if marginal_per_min
+        else None,
         "goal_flat_in_ticks": long_["requests_per_min"] <= short["requests_per_min"],
         "goal_20x_fewer_at_90s": poll_rate >= 20 * long_["requests_per_min"],
     }

@@ -67,7 +67,9 @@ def detection(outcome: _lab.SoakOutcome) -> dict[str, Any]:
         "monitor_first_flagged": noticed_tick,
         "tick_to_miss_noticed_s": _lab.rounded(None if noticed_s is None else noticed_s - tick, 3),
         "tick_to_step_failed_s": _lab.rounded(None if failed_s is None else failed_s - tick, 3),
-        "lag_expiry_to_miss_noticed_s": _lab.rounded(None if noticed_s is None else noticed_s - tick - lag, 3),
+        "lag_expiry_to_miss_noticed_s": _lab.rounded(
+            None if noticed_s is None else noticed_s - tick - lag, 3
+        ),
         "lag_expiry_to_step_failed_s": _lab.rounded(None if failed_s is None else failed_s - tick - lag, 3),
         "end_of_step_check_tick_to_detection_s": _lab.rounded(
             None if end_of_step_s is None else end_of_step_s - tick

@@ -70,6 +70,8 @@ BACKUPS = Resource("backups", "Backup", group="longhorn.io", version="v1beta2")
 BACKUP_TARGETS = Resource("backuptargets", "BackupTarget", group="longhorn.io", version="v1beta2")
 SETTINGS = Resource("settings", "Setting", group="longhorn.io", version="v1beta2")
 LONGHORN_NODES = Resource("nodes", "Node", group="longhorn.io", version="v1beta2")
+PVCS = Resource("persistentvolumeclaims", "PersistentVolumeClaim")
+STORAGE_CLASSES = Resource("storageclasses", "StorageClass", group="storage.k8s.io", namespaced=False)
 DAEMONSETS = Resource("daemonsets", "DaemonSet", group="apps")
 DEPLOYMENTS = Resource("deployments", "Deployment", group="apps")
 

@@ -17,6 +17,8 @@ from lhsoak import errors, schedule
 Task = Literal["snapshot", "backup"]
 PlanKind = Literal["none", "worker", "control-plane", "all-workers", "cluster", "random", "backup-node"]
 Phase = Literal["any", "before-tick", "during-backup", "between-ticks"]
+VolumeMode = Literal["auto", "pvc", "volume"]
+VOLUME_MODES: tuple[VolumeMode, ...] = ("auto", "pvc", "volume")
 
 TASKS: tuple[Task, ...] = ("snapshot", "backup")
 PLAN_KINDS: tuple[PlanKind, ...] = (
@@ -147,6 +149,13 @@ class Soak:
     """How many test volumes; default 2."""
     volume_size_bytes: int = 1 << 30
     """Size of each test volume; default 1 GiB."""
+    volume_mode: VolumeMode = "auto"
+    """pvc: a PVC of `storage_class` with a writer pod (attached, as users have them); volume: a bare
+    Longhorn Volume; auto: pvc when the StorageClass exists, else volume."""
+    storage_class: str = "longhorn"
+    """StorageClass of the test PVCs; default longhorn."""
+    writer_image: str = "busybox:1.36"
+    """Image of the writer pods; default busybox:1.36."""
     lag_bound_s: float = 120.0
     """A tick's artifact must be usable within this long of the tick; seconds; default 120."""
     settle_s: float = 60.0
@@ -176,6 +185,8 @@ class Soak:
             raise errors.UsageError(f"duplicate job names: {', '.join(names)}")
         for job in self.jobs:
             job.validate(allow_seconds=self.allow_seconds_cron)
+        if self.volume_mode not in VOLUME_MODES:
+            raise errors.UsageError(f"volume mode must be one of {', '.join(VOLUME_MODES)}")
         if self.volumes < 1:
             raise errors.UsageError(f"volumes must be at least 1, got {self.volumes}")
         if self.lag_bound_s <= 0:

@@ -193,6 +193,27 @@ class ClusterSnapshot:
     backup_targets: tuple[Obj, ...] = ()
     recurring_jobs: tuple[Obj, ...] = ()
 
+    def objects_of(self, kind: str) -> tuple[Obj, ...]:
+        """The listed objects of `kind` ("Pod", "Backup", ...); empty for a kind not listed."""
+        field_name = SNAPSHOT_FIELD_OF_KIND.get(kind)
+        objects: tuple[Obj, ...] = getattr(self, field_name) if field_name else ()
+        return objects
+
+
+SNAPSHOT_FIELD_OF_KIND: Mapping[str, str] = {
+    "CronJob": "cronjobs",
+    "Job": "jobs",
+    "Pod": "pods",
+    "Event": "events",
+    "Node": "nodes",
+    "Backup": "backups",
+    "Snapshot": "snapshots",
+    "Volume": "volumes",
+    "BackupTarget": "backup_targets",
+    "RecurringJob": "recurring_jobs",
+}
+"""The `ClusterSnapshot` field that lists each kind (core/v1 Node: Longhorn's Node is not listed)."""
+
 
 # --------------------------------------------------------------------------- entry points
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lhsoak import cluster, config, errors
+from lhsoak import cluster, config, errors, workload
 from lhsoak.cluster import Obj
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,7 @@ class Setup:
         self._on_step = on_step
         self.volumes = volume_names(soak.run_id, soak.volumes)
         self.jobs_before: list[Obj] = []
+        self.writers: workload.Writers | None = None
 
     @property
     def _snapshot_path(self) -> Path:
@@ -154,6 +155,24 @@ class Setup:
     def apply(self) -> None:
         self.jobs_before = self._record_existing_jobs()
         self._refuse_foreign_names()
+        if self._volume_mode() == "pvc":
+            self._volumes_with_writers()
+        else:
+            self._bare_volumes()
+        for job in self._soak.jobs:
+            self._ensure(cluster.RECURRING_JOBS, recurring_job_object(job, run_id=self._soak.run_id))
+
+    def _volume_mode(self) -> config.VolumeMode:
+        mode = self._soak.volume_mode
+        if mode == "auto":
+            mode = "pvc" if workload.has_storage_class(self._api, self._soak.storage_class) else "volume"
+            self._on_step(
+                f"test volumes: {mode} mode (StorageClass {self._soak.storage_class} "
+                f"{'found' if mode == 'pvc' else 'not found'})"
+            )
+        return mode
+
+    def _bare_volumes(self) -> None:
         for name in self.volumes:
             self._ensure(
                 cluster.VOLUMES,
@@ -164,8 +183,20 @@ class Setup:
                     jobs=self._soak.jobs,
                 ),
             )
-        for job in self._soak.jobs:
-            self._ensure(cluster.RECURRING_JOBS, recurring_job_object(job, run_id=self._soak.run_id))
+
+    def _volumes_with_writers(self) -> None:
+        self.writers = workload.Writers(
+            self._api,
+            run_id=self._soak.run_id,
+            workload=workload.Workload(storage_class=self._soak.storage_class, image=self._soak.writer_image),
+            on_step=self._on_step,
+        )
+        self.volumes = self.writers.create(self.volumes, size_bytes=self._soak.volume_size_bytes)
+        labels = {f"{JOB_LABEL_PREFIX}{job.name}": "enabled" for job in self._soak.jobs}
+        for name in self.volumes:
+            # The CSI driver made the volume; the soak only opts it in to its jobs.
+            self._api.patch(cluster.VOLUMES, name, {"metadata": {"labels": labels}}, namespace=NS)
+            self._on_step(f"volume {name} opted in to {', '.join(job.name for job in self._soak.jobs)}")
 
     def _record_existing_jobs(self) -> list[Obj]:
         existing = self._api.list(cluster.RECURRING_JOBS, namespace=NS).items
@@ -206,6 +237,8 @@ class Setup:
             problems += self._delete_labelled(resource, selector)
         if not keep:
             problems += self._delete_backups()
+            if self.writers is not None:
+                problems += self.writers.remove()
         problems += self._restore_jobs()
         return problems
 

@@ -51,6 +51,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--phase", default="any", choices=config.PHASES, help="when to reboot relative to the schedule")
     add("--seed", type=int, default=0, help="seed for random plans")
     add("--volumes", type=int, default=2, help="test volumes (default 2)")
+    add(
+        "--volume-mode",
+        default="auto",
+        choices=config.VOLUME_MODES,
+        help="pvc + writer pod, or a bare volume",
+    )
+    add("--storage-class", default="longhorn", help="StorageClass of the test PVCs (default longhorn)")
+    add("--writer-image", default="busybox:1.36", help="image of the writer pods (default busybox:1.36)")
     add("--cron", default="*/2 * * * *", help="cron of both recurring jobs (default */2 * * * *)")
     add("--snapshot-cron", default=None, help="cron of the snapshot job (default --cron)")
     add("--backup-cron", default=None, help="cron of the backup job (default --cron)")
@@ -117,6 +125,9 @@ def build_run(options: pytest.Config, *, progress: Any) -> soak.SoakRun:
             run_id=_run_id(get("run_id")),
             jobs=jobs,
             volumes=get("volumes"),
+            volume_mode=get("volume_mode"),
+            storage_class=get("storage_class"),
+            writer_image=get("writer_image"),
             lag_bound_s=get("lag_bound"),
             settle_s=get("settle"),
             ticks_after_chaos=get("ticks_after"),

@@ -166,11 +166,12 @@ class SoakRun:
 
     def _start_recording(self, api: cluster.Cluster) -> None:
         self.soak.run_dir.mkdir(parents=True, exist_ok=True)
-        self.writer = ledger.Writer.open(self.soak.run_dir / "ledger.jsonl", clock=self.clock)
         self.setup = longhorn.Setup(api, self.soak, on_step=self.progress)
+        # Volumes first (a PVC's Longhorn volume is named by the CSI driver): the run record lists them.
+        self.setup.apply()
+        self.writer = ledger.Writer.open(self.soak.run_dir / "ledger.jsonl", clock=self.clock)
         self.started_s = self.clock()
         self.writer.append(self._run_record())
-        self.setup.apply()
         self.recorder = recorder.Recorder(
             api,
             self.writer,
@@ -217,7 +218,7 @@ class SoakRun:
                 **self.environment,
             },
             "jobs": [job.as_record() for job in self.soak.jobs],
-            "volumes": longhorn.volume_names(self.soak.run_id, self.soak.volumes),
+            "volumes": list(self._require(self.setup).volumes),
             "lag_bound_s": self.soak.lag_bound_s,
             "settle_s": self.soak.settle_s,
         }

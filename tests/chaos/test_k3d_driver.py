@@ -32,6 +32,10 @@ if args[:2] == ["node", "list"]:
 elif args[:2] == ["node", "stop"] and state.get("stop_works", True):
     s = state["nodes"][args[2]]
     s.update(Running=False, Status="exited")
+    if state.get("stop_fails_after_stopping"):
+        state_file.write_text(json.dumps(state))
+        sys.stderr.write("FATA[0030] Failed to stop node: context deadline exceeded\\n")
+        sys.exit(1)
 elif args[:2] == ["node", "start"]:
     s = state["nodes"][args[2]]
     state["starts"] = state.get("starts", 0) + 1
@@ -105,7 +109,7 @@ def test_a_stop_that_does_nothing_is_not_a_reboot(fake_k3d: FakeK3d, options: Dr
     fake_k3d.write_state({**fake_k3d.state(), "stop_works": False})
     with pytest.raises(driver.RebootNotObserved) as caught:
         driver.prove_reboot(make(fake_k3d, options), down_deadline_s=0.2, up_deadline_s=5)
-    assert "k3d node k3d-lab-agent-0 to stop: not seen within 0.2s" in str(caught.value)
+    assert "k3d node k3d-lab-agent-0 to stop or restart: not seen within 0.2s" in str(caught.value)
     assert "seen: k3d node running since 2026-01-01T00:00:00Z" in str(caught.value)
 
 
@@ -115,6 +119,19 @@ def test_restore_starts_a_node_it_stopped(fake_k3d: FakeK3d, options: DriverOpti
     node.restore()
     node.restore()
     assert [call[1] for call in fake_k3d.calls()].count("start") == 1
+    assert fake_k3d.state()["nodes"] == {
+        NODE: {"Running": True, "Status": "running", "Started": "2026-01-01T00:00:01Z"}
+    }
+
+
+def test_restore_starts_a_node_whose_stop_failed_after_stopping_it(
+    fake_k3d: FakeK3d, options: DriverOptions
+) -> None:
+    fake_k3d.write_state({**fake_k3d.state(), "stop_fails_after_stopping": True})
+    node = make(fake_k3d, options)
+    with pytest.raises(driver.DriverError, match=r"context deadline exceeded"):
+        node.reboot()
+    node.restore()
     assert fake_k3d.state()["nodes"] == {
         NODE: {"Running": True, "Status": "running", "Started": "2026-01-01T00:00:01Z"}
     }

@@ -788,18 +788,7 @@ class World:
 
     objects: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
-    _LIST_OF_KIND: ClassVar[dict[str, str]] = {
-        "CronJob": "cronjobs",
-        "Job": "jobs",
-        "Pod": "pods",
-        "Event": "events",
-        "Node": "nodes",
-        "Backup": "backups",
-        "Snapshot": "snapshots",
-        "Volume": "volumes",
-        "BackupTarget": "backup_targets",
-        "RecurringJob": "recurring_jobs",
-    }
+    _LIST_OF_KIND: ClassVar[Mapping[str, str]] = diagnosis.SNAPSHOT_FIELD_OF_KIND
 
     def put(self, *objs: dict[str, Any]) -> World:
         for obj in objs:
@@ -807,6 +796,38 @@ class World:
             items[:] = [o for o in items if o["metadata"]["name"] != obj["metadata"]["name"]]
             items.append(obj)
         return self
+
+    def block_cronjob(
+        self,
+        recurring_job_name: str,
+        *,
+        scheduled: datetime,
+        phase: str,
+        node: str | None,
+        already_active: tuple[int, datetime, datetime] | None = None,
+        **pod_fields: Any,
+    ) -> dict[str, Any]:
+        """Make the recurring job's CronJob list its Job of `scheduled` in status.active, that Job's
+        pod in `phase` on `node`, in place of the healthy 12:00 Job; `already_active` is the
+        (count, first, last) of the JobAlreadyActive events the CronJob logged since. Returns the Job."""
+        active = job(recurring_job_name, scheduled=scheduled)
+        schedule = next(spec.cron for spec in JOBS if spec.name == recurring_job_name)
+        blocked = cronjob(recurring_job_name, schedule=schedule, last_scheduled=scheduled, active=[active])
+        self.remove("Job", job_name(recurring_job_name, clock("12:00")))
+        self.put(blocked, active, pod(active, phase=phase, node=node, created=scheduled, **pod_fields))
+        if already_active is not None:
+            count, first, last = already_active
+            self.put(
+                event(
+                    blocked,
+                    reason="JobAlreadyActive",
+                    message=diagnosis.JOB_ALREADY_ACTIVE_MESSAGE,
+                    count=count,
+                    first=first,
+                    last=last,
+                )
+            )
+        return active
 
     def remove(self, kind: str, name: str) -> World:
         items = self.objects.get(self._LIST_OF_KIND[kind], [])
@@ -839,6 +860,14 @@ VOLUME_LABELS = {
     "soak-vol-2": {"recurring-job-group.longhorn.io/soak": "enabled"},
     "other-vol": {"recurring-job-group.longhorn.io/default": "enabled"},
 }
+
+
+def only(findings: Iterable[diagnosis.Finding], category: diagnosis.Category) -> diagnosis.Finding:
+    """The one finding of `category`; fails showing every finding when there is not exactly one."""
+    found = list(findings)
+    matching = [finding for finding in found if finding.category == category]
+    assert len(matching) == 1, diagnosis.render(found)
+    return matching[0]
 
 
 def healthy_world() -> World:

@@ -3,17 +3,13 @@ Job that never ends (and nothing more specific explains it)."""
 
 from lhsoak import diagnosis
 
-
-def _only(findings, category):
-    matching = [finding for finding in findings if finding.category == category]
-    assert len(matching) == 1, diagnosis.render(findings)
-    return matching[0]
+from .conftest import only
 
 
 def test_missing_cronjob_of_an_existing_recurring_job(world):
     world.remove("CronJob", "soak-snap")
 
-    finding = _only(world.diagnose(stalled={"soak-snap"}), "cronjob-not-scheduling")
+    finding = only(world.diagnose(stalled={"soak-snap"}), "cronjob-not-scheduling")
 
     assert (
         finding.summary
@@ -30,7 +26,7 @@ def test_missing_cronjob_of_an_existing_recurring_job(world):
 def test_missing_recurring_job_and_cronjob(world):
     world.remove("CronJob", "soak-snap").remove("RecurringJob", "soak-snap")
 
-    finding = _only(world.diagnose(), "cronjob-not-scheduling")
+    finding = only(world.diagnose(), "cronjob-not-scheduling")
 
     assert finding.summary.startswith("soak-snap: no RecurringJob and no CronJob")
     assert finding.objects == ()
@@ -41,7 +37,7 @@ def test_suspended_cronjob(world, make):
         make.cronjob("soak-bak", schedule="*/5 * * * *", last_scheduled=make.clock("11:20"), suspend=True)
     )
 
-    finding = _only(world.diagnose(), "cronjob-not-scheduling")
+    finding = only(world.diagnose(), "cronjob-not-scheduling")
 
     assert finding.summary == "soak-bak: CronJob suspended (spec.suspend true); no tick starts a Job"
     assert "last scheduled 2025-03-20T11:20:00Z (40m30s ago)" in finding.detail
@@ -60,7 +56,7 @@ def test_late_cronjob_with_no_active_job_names_missed_ticks_and_warning_events(w
     )
     world.put(cronjob, warning)
 
-    finding = _only(world.diagnose(stalled={"soak-snap"}), "cronjob-not-scheduling")
+    finding = only(world.diagnose(stalled={"soak-snap"}), "cronjob-not-scheduling")
 
     assert finding.summary == (
         "soak-snap: CronJob last scheduled 2025-03-20T11:40:00Z (20m30s ago); 10 ticks since, no active "
@@ -86,7 +82,7 @@ def test_a_cronjob_that_was_never_scheduled_counts_from_its_creation(world, make
         make.cronjob("soak-bak", schedule="*/5 * * * *", last_scheduled=None, created=make.clock("11:00"))
     )
 
-    finding = _only(world.diagnose(), "cronjob-not-scheduling")
+    finding = only(world.diagnose(), "cronjob-not-scheduling")
 
     assert "never scheduled since its creation 2025-03-20T11:00:00Z" in finding.summary
     assert finding.data["missed_ticks"] == 12
@@ -95,7 +91,7 @@ def test_a_cronjob_that_was_never_scheduled_counts_from_its_creation(world, make
 def test_a_schedule_that_differs_from_the_soak_config_is_pointed_out(world, make):
     world.put(make.cronjob("soak-snap", schedule="*/30 * * * *", last_scheduled=make.clock("10:30")))
 
-    finding = _only(world.diagnose(), "cronjob-not-scheduling")
+    finding = only(world.diagnose(), "cronjob-not-scheduling")
 
     assert (
         'The CronJob\'s schedule "*/30 * * * *" differs from the soak\'s cron "*/2 * * * *".'
@@ -107,25 +103,19 @@ def test_seconds_first_crons_of_the_lab_are_understood(world, make):
     world.put(make.cronjob("soak-snap", schedule="*/10 * * * * *", last_scheduled=make.clock("11:59:50")))
     lab_jobs = [diagnosis.JobSpec(name="soak-snap", task="snapshot", cron="*/10 * * * * *", retain=3)]
 
-    finding = _only(world.diagnose(jobs=lab_jobs), "cronjob-not-scheduling")
+    finding = only(world.diagnose(jobs=lab_jobs), "cronjob-not-scheduling")
 
     assert finding.data["missed_ticks"] == 4
 
 
 def test_active_job_whose_pod_sits_on_an_unreachable_node_blocks_the_cronjob(world, make):
-    scheduled = make.clock("11:40")
-    blocked = make.job("soak-snap", scheduled=scheduled)
-    cronjob = make.cronjob("soak-snap", schedule="*/2 * * * *", last_scheduled=scheduled, active=[blocked])
-    world.remove("Job", make.job_name("soak-snap", make.clock("12:00")))
-    world.put(
-        cronjob,
-        blocked,
-        make.pod(blocked, phase="Running", node="node-3", created=scheduled, suffix="k2v9d"),
-        make.node("node-3", ready="Unknown", since=make.clock("11:45"), unreachable=True),
+    blocked = world.block_cronjob(
+        "soak-snap", scheduled=make.clock("11:40"), phase="Running", node="node-3", suffix="k2v9d"
     )
+    world.put(make.node("node-3", ready="Unknown", since=make.clock("11:45"), unreachable=True))
     pod_name = f"{blocked['metadata']['name']}-k2v9d"
 
-    finding = _only(world.diagnose(stalled={"soak-snap"}), "stuck-running-job")
+    finding = only(world.diagnose(stalled={"soak-snap"}), "stuck-running-job")
 
     assert finding.summary == (
         f"soak-snap: CronJob blocked by active Job {blocked['metadata']['name']}: pod {pod_name} Running on "

@@ -12,13 +12,10 @@ def test_healthy_cluster_has_no_findings(world):
 
 def test_a_job_that_just_started_is_not_stuck(world, make):
     # A fresh Pending pod and a fresh InProgress backup are normal for a few seconds.
-    tick = make.clock("12:00")
-    running = make.job("soak-bak", scheduled=tick)
-    world.remove("Job", make.job_name("soak-bak", tick))
+    world.block_cronjob(
+        "soak-bak", scheduled=make.clock("12:00"), phase="Pending", node="node-1", waiting="ContainerCreating"
+    )
     world.put(
-        make.cronjob("soak-bak", schedule="*/5 * * * *", last_scheduled=tick, active=[running]),
-        running,
-        make.pod(running, phase="Pending", node="node-1", created=tick, waiting="ContainerCreating"),
         make.backup("soak-bak", "soak-vol-1", created=make.clock("12:00:20"), state="InProgress", progress=5),
     )
 

@@ -9,13 +9,10 @@ from lhsoak import diagnosis
 def broken(world, make):
     """Six causes at once: soak-bak's pod stuck Pending, soak-snap's CronJob late, Error backups
     of soak-bak beyond retain, the backup target down, soak-vol-1 degraded, node-3 NotReady."""
-    scheduled = make.clock("11:30")
-    stuck = make.job("soak-bak", scheduled=scheduled)
-    world.remove("Job", make.job_name("soak-bak", make.clock("12:00")))
+    world.block_cronjob(
+        "soak-bak", scheduled=make.clock("11:30"), phase="Pending", node="node-2", suffix="b7m2q"
+    )
     world.put(
-        make.cronjob("soak-bak", schedule="*/5 * * * *", last_scheduled=scheduled, active=[stuck]),
-        stuck,
-        make.pod(stuck, phase="Pending", node="node-2", created=scheduled, suffix="b7m2q"),
         make.cronjob("soak-snap", schedule="*/2 * * * *", last_scheduled=make.clock("11:40")),
         *(
             make.backup("soak-bak", "soak-vol-2", created=make.clock(m), state="Error", error="failed lock")

@@ -4,13 +4,10 @@ from lhsoak import diagnosis
 
 
 def test_render_shows_every_finding_with_its_key_facts(world, make):
-    scheduled = make.clock("11:30")
-    stuck = make.job("soak-bak", scheduled=scheduled)
-    world.remove("Job", make.job_name("soak-bak", make.clock("12:00")))
+    stuck = world.block_cronjob(
+        "soak-bak", scheduled=make.clock("11:30"), phase="Pending", node="node-2", suffix="b7m2q"
+    )
     world.put(
-        make.cronjob("soak-bak", schedule="*/5 * * * *", last_scheduled=scheduled, active=[stuck]),
-        stuck,
-        make.pod(stuck, phase="Pending", node="node-2", created=scheduled, suffix="b7m2q"),
         make.node("node-2", since=make.clock("11:33:10")),
         make.node("node-3", ready="Unknown", since=make.clock("11:45"), unreachable=True),
     )

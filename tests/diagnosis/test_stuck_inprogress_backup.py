@@ -3,6 +3,8 @@ timeout, so the Forbid CronJob blocks every later backup tick (longhorn#9168, #9
 
 from lhsoak import diagnosis
 
+from .conftest import only
+
 
 def _stuck_backup(world, make, *, with_waiting_pod=True):
     """soak-bak's 11:35 Job waits on soak-vol-1's backup; node-2, its owner, rebooted at 11:40."""
@@ -18,29 +20,15 @@ def _stuck_backup(world, make, *, with_waiting_pod=True):
     world.put(stuck, make.node("node-2", since=make.clock("11:40:05")))
     world.put(make.snapshot("soak-bak", "soak-vol-1", created=make.clock("11:35:20")))
     if with_waiting_pod:
-        waiting = make.job("soak-bak", scheduled=scheduled)
-        cronjob = make.cronjob("soak-bak", schedule="*/5 * * * *", last_scheduled=scheduled, active=[waiting])
-        world.remove("Job", make.job_name("soak-bak", make.clock("12:00")))
-        world.put(
-            cronjob,
-            waiting,
-            make.pod(waiting, phase="Running", node="node-1", created=scheduled, suffix="r4n8w"),
-            make.event(
-                cronjob,
-                reason="JobAlreadyActive",
-                message=diagnosis.JOB_ALREADY_ACTIVE_MESSAGE,
-                count=5,
-                first=make.clock("11:40"),
-                last=make.clock("12:00"),
-            ),
+        world.block_cronjob(
+            "soak-bak",
+            scheduled=scheduled,
+            phase="Running",
+            node="node-1",
+            suffix="r4n8w",
+            already_active=(5, make.clock("11:40"), make.clock("12:00")),
         )
     return stuck
-
-
-def _only(findings, category):
-    matching = [finding for finding in findings if finding.category == category]
-    assert len(matching) == 1, diagnosis.render(findings)
-    return matching[0]
 
 
 def test_backup_stuck_in_progress_blocks_the_backup_job(world, make):
@@ -48,7 +36,7 @@ def test_backup_stuck_in_progress_blocks_the_backup_job(world, make):
     name = stuck["metadata"]["name"]
     job_name = make.job_name("soak-bak", make.clock("11:35"))
 
-    finding = _only(world.diagnose(stalled={"soak-bak"}), "stuck-inprogress-backup")
+    finding = only(world.diagnose(stalled={"soak-bak"}), "stuck-inprogress-backup")
 
     assert finding.job == "soak-bak"
     assert finding.summary == (
@@ -86,7 +74,7 @@ def test_a_blocking_stuck_backup_replaces_the_generic_blocked_cronjob_finding(wo
 def test_a_stuck_backup_with_no_waiting_pod_is_reported_as_not_blocking(world, make):
     _stuck_backup(world, make, with_waiting_pod=False)
 
-    finding = _only(world.diagnose(), "stuck-inprogress-backup")
+    finding = only(world.diagnose(), "stuck-inprogress-backup")
 
     assert finding.summary.endswith("(not blocking the CronJob now) (longhorn#9168)")
     assert finding.data["blocking"] is False
@@ -95,7 +83,7 @@ def test_a_stuck_backup_with_no_waiting_pod_is_reported_as_not_blocking(world, m
 def test_a_backup_that_never_started_counts_as_stuck_too(world, make):
     world.put(make.backup("soak-bak", "soak-vol-2", created=make.clock("11:20"), state=""))
 
-    finding = _only(world.diagnose(), "stuck-inprogress-backup")
+    finding = only(world.diagnose(), "stuck-inprogress-backup")
 
     assert 'stuck "" (not started) at 0% for 40m30s' in finding.summary
 

@@ -7,50 +7,30 @@ import pytest
 
 from lhsoak import diagnosis
 
+from .conftest import only
+
 REBOOTED_BOOT_ID = "e4c0f1aa-0b1c-4d2e-9f3a-4b5c6d7e8f90"
 
 
 def _stuck_pending(world, make, *, node="node-2", unschedulable=""):
     """soak-bak's 11:30 Job: its pod was bound to node-2, which rebooted at 11:33."""
-    scheduled = make.clock("11:30")
-    stuck = make.job("soak-bak", scheduled=scheduled)
-    cronjob = make.cronjob("soak-bak", schedule="*/5 * * * *", last_scheduled=scheduled, active=[stuck])
-    world.remove("Job", make.job_name("soak-bak", make.clock("12:00")))
-    world.put(
-        cronjob,
-        stuck,
-        make.pod(
-            stuck,
-            phase="Pending",
-            node=node,
-            created=scheduled,
-            unschedulable=unschedulable,
-            suffix="b7m2q",
-        ),
-        make.node("node-2", since=make.clock("11:33:10"), boot_id=REBOOTED_BOOT_ID),
-        make.event(
-            cronjob,
-            reason="JobAlreadyActive",
-            message=diagnosis.JOB_ALREADY_ACTIVE_MESSAGE,
-            count=6,
-            first=make.clock("11:35"),
-            last=make.clock("12:00"),
-        ),
+    world.put(make.node("node-2", since=make.clock("11:33:10"), boot_id=REBOOTED_BOOT_ID))
+    return world.block_cronjob(
+        "soak-bak",
+        scheduled=make.clock("11:30"),
+        phase="Pending",
+        node=node,
+        unschedulable=unschedulable,
+        suffix="b7m2q",
+        already_active=(6, make.clock("11:35"), make.clock("12:00")),
     )
-    return stuck
-
-
-def _only(findings, category):
-    matching = [finding for finding in findings if finding.category == category]
-    assert len(matching) == 1, diagnosis.render(findings)
-    return matching[0]
 
 
 def test_pending_pod_bound_to_a_rebooted_node_blocks_the_cronjob(world, make):
     stuck = _stuck_pending(world, make)
     pod_name = f"{stuck['metadata']['name']}-b7m2q"
 
-    finding = _only(world.diagnose(stalled={"soak-bak"}), "stuck-pending-job")
+    finding = only(world.diagnose(stalled={"soak-bak"}), "stuck-pending-job")
 
     assert finding.job == "soak-bak"
     assert finding.summary == (
@@ -97,7 +77,7 @@ def test_pending_pod_on_a_node_still_down_needs_a_forced_delete(world, make):
     stuck = _stuck_pending(world, make)
     world.put(make.node("node-2", ready="Unknown", since=make.clock("11:31"), unreachable=True))
 
-    finding = _only(world.diagnose(), "stuck-pending-job")
+    finding = only(world.diagnose(), "stuck-pending-job")
 
     assert "on node node-2, which is NotReady (Ready=Unknown NodeStatusUnknown)" in finding.summary
     assert f"delete pod {stuck['metadata']['name']}-b7m2q --grace-period=0 --force" in finding.detail
@@ -108,7 +88,7 @@ def test_unschedulable_pending_pod_names_the_scheduler_message(world, make):
     message = "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector."
     _stuck_pending(world, make, node=None, unschedulable=message)
 
-    finding = _only(world.diagnose(), "stuck-pending-job")
+    finding = only(world.diagnose(), "stuck-pending-job")
 
     assert "not scheduled (Unschedulable)" in finding.summary
     assert f"PodScheduled=False Unschedulable: {message}" in finding.detail
@@ -142,7 +122,7 @@ def test_the_pending_threshold_alone_makes_a_finding(world, make):
 
     findings = world.diagnose(thresholds=diagnosis.Thresholds(pending_pod_after_s=20))
 
-    finding = _only(findings, "stuck-pending-job")
+    finding = only(findings, "stuck-pending-job")
     assert "though bound to Ready node node-1" in finding.summary
     assert finding.summary.endswith("; no tick skipped yet (longhorn#9185)")
 

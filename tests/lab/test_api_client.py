@@ -14,7 +14,7 @@ from kubernetes.client.rest import ApiException
 
 from lhsoak.lab import kinds
 
-from .conftest import CRDS, LabApi
+from ..support.lab_api import CRDS, LabApi
 
 LH = ("longhorn.io", "v1beta2")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CRDS, LabApi
+from ..support.lab_api import CRDS, LabApi
 
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 pytestmark = pytest.mark.skipif(

@@ -17,7 +17,7 @@ from kubernetes.client.rest import ApiException
 
 from lhsoak.lab import apiserver, kinds
 
-from .conftest import LabApi, start_lab_api
+from ..support.lab_api import LabApi, start_lab_api
 
 WAIT_S = 10.0
 

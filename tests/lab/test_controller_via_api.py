@@ -13,7 +13,7 @@ from lhsoak.lab import profiles
 from lhsoak.lab.controllers import LabControllers, seed, seed_volume
 from lhsoak.lab.machine import MachineFleet
 
-from .conftest import LabApi
+from ..support.lab_api import LabApi
 
 T = TypeVar("T")
 NS = "longhorn-system"

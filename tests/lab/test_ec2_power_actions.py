@@ -2,57 +2,37 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import boto3
 import pytest
-import tenacity
 from botocore.exceptions import ClientError
 
 from lhsoak.lab import ec2
 from lhsoak.lab.machine import EventKind, Machine, MachineEvent, MachineFleet, MachineTimings, Role
 
-T = TypeVar("T")
-DEADLINE_S = 10.0
+from ..support.loop import DEADLINE_S, LoopThread
+from ..support.waits import wait_until
+
 # The first endpoint of a process imports moto: ~2 s idle, much more on a loaded 2-core machine.
 START_DEADLINE_S = 60.0
 FAST = MachineTimings(shutdown_s=0.05, down_s=0.4, boot_s=0.05, kubelet_start_s=0.05)
 ROLES: dict[str, Role] = {"cp-1": "control-plane", "worker-1": "worker", "worker-2": "worker"}
 
 
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    """The lab's event loop, in its own thread; the test is a client from another thread."""
-    lab_loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=lab_loop.run_forever, name="lab-loop", daemon=True)
-    thread.start()
-    yield lab_loop
-    lab_loop.call_soon_threadsafe(lab_loop.stop)
-    thread.join(DEADLINE_S)
-    lab_loop.close()
-
-
-def in_loop(
-    loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, T], *, timeout_s: float = DEADLINE_S
-) -> T:
-    return asyncio.run_coroutine_threadsafe(coroutine, loop).result(timeout_s)
-
-
 @dataclass
 class Lab:
-    loop: asyncio.AbstractEventLoop
+    loop: LoopThread
     fleet: MachineFleet
     endpoint: ec2.Ec2Endpoint
     client: Any
     events: list[MachineEvent]
 
     def wait_for(self, name: str, predicate: Callable[[Machine], bool], what: str) -> None:
-        in_loop(self.loop, self.fleet.wait_for(name, predicate, timeout_s=DEADLINE_S, what=what))
+        self.loop.run(self.fleet.wait_for(name, predicate, timeout_s=DEADLINE_S, what=what))
 
     def kinds(self, name: str) -> list[EventKind]:
         return [event.kind for event in list(self.events) if event.machine == name]
@@ -70,23 +50,15 @@ class Lab:
 
 
 @pytest.fixture
-def lab(loop: asyncio.AbstractEventLoop) -> Iterator[Lab]:
+def lab(lab_loop: LoopThread) -> Iterator[Lab]:
     fleet = MachineFleet.build(ROLES, timings=FAST, seed=3)
     events: list[MachineEvent] = []
     fleet.subscribe(events.append)
-    endpoint = in_loop(loop, ec2.start_ec2_endpoint(fleet), timeout_s=START_DEADLINE_S)
+    endpoint = lab_loop.run(ec2.start_ec2_endpoint(fleet), timeout_s=START_DEADLINE_S)
     client = boto3.client("ec2", **dataclasses.asdict(endpoint.credentials))
-    yield Lab(loop, fleet, endpoint, client, events)
+    yield Lab(lab_loop, fleet, endpoint, client, events)
     client.close()
-    in_loop(loop, endpoint.close())
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    for attempt in tenacity.Retrying(
-        stop=tenacity.stop_after_delay(DEADLINE_S), wait=tenacity.wait_fixed(0.05), reraise=True
-    ):
-        with attempt:
-            assert condition(), f"waited {DEADLINE_S}s for {what}"
+    lab_loop.run(endpoint.close())
 
 
 def test_describe_instances_by_tag_name(lab: Lab) -> None:
@@ -124,14 +96,14 @@ def test_force_stop_then_start_power_cycles_the_machine(lab: Lab) -> None:
 
     started = lab.client.start_instances(InstanceIds=[instance_id])
     assert started["StartingInstances"][0]["PreviousState"]["Name"] == "stopped"
-    wait_until(lambda: lab.state("cp-1") == "running", "DescribeInstances to say running")
+    wait_until(lambda: lab.state("cp-1") == "running", what="DescribeInstances to say running")
     assert lab.fleet["cp-1"].state == "running"
     assert lab.fleet["cp-1"].boot_id != old_boot_id
 
 
 def test_graceful_stop_shuts_down_and_stays_off(lab: Lab) -> None:
     lab.client.stop_instances(InstanceIds=[lab.endpoint.instance_ids["worker-2"]])
-    wait_until(lambda: lab.state("worker-2") == "stopped", "DescribeInstances to say stopped")
+    wait_until(lambda: lab.state("worker-2") == "stopped", what="DescribeInstances to say stopped")
     assert lab.fleet["worker-2"].state == "off"
     assert lab.kinds("worker-2") == ["shutdown-started", "kubelet-stopped", "powered-off"]
     assert [lab.state(name) for name in ("cp-1", "worker-1")] == ["running", "running"]
@@ -148,13 +120,13 @@ def test_failed_requests_touch_no_machine(lab: Lab) -> None:
 
 def test_endpoints_do_not_see_each_others_instances(lab: Lab) -> None:
     other_fleet = MachineFleet.build({"cp-1": "control-plane"}, timings=FAST)
-    other = in_loop(lab.loop, ec2.start_ec2_endpoint(other_fleet), timeout_s=START_DEADLINE_S)
+    other = lab.loop.run(ec2.start_ec2_endpoint(other_fleet), timeout_s=START_DEADLINE_S)
     try:
         other_client = boto3.client("ec2", **dataclasses.asdict(other.credentials))
         reservations = other_client.describe_instances()["Reservations"]
         other_client.close()
     finally:
-        in_loop(lab.loop, other.close())
+        lab.loop.run(other.close())
     assert [i["InstanceId"] for r in reservations for i in r["Instances"]] == [other.instance_ids["cp-1"]]
     assert lab.describe_by_name("cp-1")["InstanceId"] == lab.endpoint.instance_ids["cp-1"]
 

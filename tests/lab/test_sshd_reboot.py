@@ -2,74 +2,38 @@
 
 from __future__ import annotations
 
-import asyncio
+import errno
 import io
 import random
 import socket
 import stat
-import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import paramiko
 import pytest
-import tenacity
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lhsoak.lab import sshd
-from lhsoak.lab.machine import Machine, MachineFleet, MachineTimings
+from lhsoak.lab.machine import Machine, MachineTimings
 
-T = TypeVar("T")
-DEADLINE_S = 10.0
+from ..support.loop import DEADLINE_S, LoopThread
+from ..support.ssh_lab import SshLab, running_ssh_lab
+from ..support.waits import wait_until
+
 FAST = MachineTimings(shutdown_s=0.05, down_s=0.4, boot_s=0.05, kubelet_start_s=0.05)
 # Long enough that a client connecting right after "booted" finds the kubelet still starting.
 SLOW_KUBELET = MachineTimings(shutdown_s=0.05, down_s=0.1, boot_s=0.05, kubelet_start_s=1.5)
 
 
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    """The lab's event loop, in its own thread; the test is a client from another thread."""
-    lab_loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=lab_loop.run_forever, name="lab-loop", daemon=True)
-    thread.start()
-    yield lab_loop
-    in_loop(lab_loop, _cancel_leftover_tasks())
-    lab_loop.call_soon_threadsafe(lab_loop.stop)
-    thread.join(DEADLINE_S)
-    lab_loop.close()
-
-
-async def _cancel_leftover_tasks() -> None:
-    leftovers = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
-    for task in leftovers:
-        task.cancel()
-    await asyncio.gather(*leftovers, return_exceptions=True)
-
-
-def in_loop(loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run_coroutine_threadsafe(coroutine, loop).result(DEADLINE_S)
-
-
-def call_in_loop(loop: asyncio.AbstractEventLoop, function: Callable[[], T]) -> T:
-    async def call() -> T:
-        return function()
-
-    return in_loop(loop, call())
-
-
 @dataclass
-class Lab:
-    loop: asyncio.AbstractEventLoop
-    fleet: MachineFleet
-    servers: dict[str, sshd.SshServer]
-    state_dir: Path
-    known_hosts: Path
+class Lab(SshLab):
+    """Two machines with SSH servers, and a known_hosts file that pins their host keys."""
 
-    def wait_for(self, name: str, predicate: Callable[[Machine], bool], what: str) -> None:
-        in_loop(self.loop, self.fleet.wait_for(name, predicate, timeout_s=DEADLINE_S, what=what))
+    known_hosts: Path = Path()
 
     def connect(self, name: str, **overrides: Any) -> paramiko.SSHClient:
         client = paramiko.SSHClient()
@@ -95,34 +59,18 @@ class Lab:
         return client
 
 
-async def start_servers(
-    fleet: MachineFleet, state_dir: Path, ports: dict[str, int] | None = None
-) -> dict[str, sshd.SshServer]:
-    ports = ports or {}
-    return {
-        m.name: await sshd.start_ssh_server(m, state_dir=state_dir, port=ports.get(m.name, 0)) for m in fleet
-    }
-
-
-async def close_servers(servers: dict[str, sshd.SshServer]) -> None:
-    for server in servers.values():
-        await server.close()
-
-
 @pytest.fixture
-def lab(loop: asyncio.AbstractEventLoop, tmp_path: Path) -> Iterator[Lab]:
-    fleet = MachineFleet(
-        [
-            Machine("node-a", role="control-plane", rng=random.Random(1), timings=FAST),
-            Machine("node-k", role="worker", rng=random.Random(2), timings=SLOW_KUBELET),
-        ]
-    )
-    state_dir = tmp_path / "state"
-    servers = in_loop(loop, start_servers(fleet, state_dir))
-    known_hosts = tmp_path / "known_hosts"
-    known_hosts.write_text("".join(server.known_hosts_line + "\n" for server in servers.values()))
-    yield Lab(loop, fleet, servers, state_dir, known_hosts)
-    in_loop(loop, close_servers(servers))
+def lab(lab_loop: LoopThread, tmp_path: Path) -> Iterator[Lab]:
+    machines = [
+        Machine("node-a", role="control-plane", rng=random.Random(1), timings=FAST),
+        Machine("node-k", role="worker", rng=random.Random(2), timings=SLOW_KUBELET),
+    ]
+    with running_ssh_lab(lab_loop, machines, state_dir=tmp_path / "state", lab_type=Lab) as started:
+        started.known_hosts = tmp_path / "known_hosts"
+        started.known_hosts.write_text(
+            "".join(server.known_hosts_line + "\n" for server in started.servers.values())
+        )
+        yield started
 
 
 def run(client: paramiko.SSHClient, command: str) -> tuple[int, str, str]:
@@ -131,18 +79,10 @@ def run(client: paramiko.SSHClient, command: str) -> tuple[int, str, str]:
     return status, stdout.read().decode(), stderr.read().decode()
 
 
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    for attempt in tenacity.Retrying(
-        stop=tenacity.stop_after_delay(DEADLINE_S), wait=tenacity.wait_fixed(0.02), reraise=True
-    ):
-        with attempt:
-            assert condition(), f"waited {DEADLINE_S}s for {what}"
-
-
 def connection_refused(port: int) -> bool:
     with socket.socket() as probe:
         probe.settimeout(DEADLINE_S)
-        return probe.connect_ex(("127.0.0.1", port)) == 111  # ECONNREFUSED
+        return probe.connect_ex(("127.0.0.1", port)) == errno.ECONNREFUSED
 
 
 def test_reboot_over_ssh_changes_boot_id_and_keeps_port_and_host_key(lab: Lab) -> None:
@@ -172,21 +112,21 @@ def test_open_session_is_dropped_when_the_machine_reboots(lab: Lab) -> None:
         transport = client.get_transport()
         assert transport is not None
         assert transport.is_active()
-        assert call_in_loop(lab.loop, lab.fleet["node-a"].reboot) is True
+        assert lab.loop.call(lab.fleet["node-a"].reboot) is True
 
-        wait_until(lambda: not transport.is_active(), "the session to be dropped")
+        wait_until(lambda: not transport.is_active(), what="the session to be dropped")
         with pytest.raises((paramiko.SSHException, EOFError, OSError)):
             run(client, "hostname")
 
 
 def test_connection_refused_while_powered_off(lab: Lab) -> None:
     server = lab.servers["node-a"]
-    call_in_loop(lab.loop, lab.fleet["node-a"].power_off)
+    lab.loop.call(lab.fleet["node-a"].power_off)
     assert not server.listening
     assert connection_refused(server.port)
     with pytest.raises(paramiko.ssh_exception.NoValidConnectionsError):
         lab.connect("node-a")
-    call_in_loop(lab.loop, lab.fleet["node-a"].power_on)
+    lab.loop.call(lab.fleet["node-a"].power_on)
     lab.wait_for("node-a", lambda m: m.state == "running", "power-on to finish")
     with lab.connect("node-a") as client:
         assert run(client, "hostname") == (0, "node-a\n", "")
@@ -196,7 +136,7 @@ def test_kubelet_inactive_right_after_boot_then_active(lab: Lab) -> None:
     machine = lab.fleet["node-k"]
     with lab.connect("node-k") as client:
         assert run(client, "systemctl is-active kubelet") == (0, "active\n", "")
-    call_in_loop(lab.loop, machine.reboot)
+    lab.loop.call(machine.reboot)
     lab.wait_for("node-k", lambda m: m.state == "running", "the machine to boot")
     with lab.connect("node-k") as client:
         assert run(client, "systemctl is-active kubelet") == (3, "inactive\n", "")
@@ -236,11 +176,9 @@ def test_keys_are_reused_by_a_restarted_lab(lab: Lab) -> None:
     assert stat.S_IMODE(user_key.stat().st_mode) == 0o600
     paramiko.Ed25519Key(filename=str(user_key))  # OpenSSH format that paramiko reads
     before = {name: server.known_hosts_line for name, server in lab.servers.items()}
-    ports = {name: server.port for name, server in lab.servers.items()}
     key_bytes = user_key.read_bytes()
 
-    in_loop(lab.loop, close_servers(lab.servers))
-    lab.servers.update(in_loop(lab.loop, start_servers(lab.fleet, lab.state_dir, ports)))
+    lab.restart_servers()
 
     assert {name: server.known_hosts_line for name, server in lab.servers.items()} == before
     assert user_key.read_bytes() == key_bytes

@@ -160,3 +160,21 @@ def test_slow_watcher_is_dropped_not_buffered_forever() -> None:
         assert await stream.next_event(timeout_s=0.01) is None
 
     run(body)
+
+
+def test_a_bookmark_never_runs_ahead_of_an_undelivered_event() -> None:
+    async def body() -> None:
+        api = fresh()
+        stream = api.watch(kinds.POD, resource_version=api.resource_version)
+        api.create(kinds.NAMESPACE, {"metadata": {"name": "other"}})
+        assert stream.bookmark_version() == api.resource_version, "nothing of this watch is pending"
+
+        first = api.create(kinds.POD, pod("a"))
+        api.create(kinds.POD, pod("b"))
+        # A client that resumed from this bookmark after a cut connection must still get "a".
+        assert stream.bookmark_version() == int(first["metadata"]["resourceVersion"]) - 1
+
+        await take(stream, 2)
+        assert stream.bookmark_version() == api.resource_version
+
+    run(body)

@@ -3,73 +3,37 @@ helpers to put Nodes and Longhorn objects in it as a real cluster would show the
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
-from lhsoak.lab import apiserver, kinds, kubeconfig, pki
-from lhsoak.lab.store import Store
+from lhsoak.lab import kinds
 
-T = TypeVar("T")
-CRDS = Path(__file__).resolve().parents[3] / "shared" / "longhorn" / "crds-v1.12.1.yaml"
-CALL_TIMEOUT_S = 10.0
+from ..support.lab_api import CRDS, LabApi, start_lab_api
 
 
 class Lab:
-    """A lab API server in a background thread; its store is touched only through `call`."""
+    """A lab API server in a background thread, filled through `create`, `set_status` and `add_node`."""
 
     def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.pki = pki.generate()
-        self.token = pki.new_token()
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="lab-api", daemon=True)
-        self._thread.start()
-        crds = CRDS if CRDS.exists() else None
-        self.store: Store = self.call(lambda: apiserver.lab_store(crd_path=crds))
-        self.server = apiserver.ApiServer(
-            self.store,
-            pki_=self.pki,
-            token=self.token,
-            config=apiserver.ApiServerConfig(
-                bookmark_interval_s=0.2, watch_liveness_check_s=0.1, shutdown_timeout_s=0.5
-            ),
-        )
-        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(timeout=CALL_TIMEOUT_S)
-        self.create(kinds.NAMESPACE, {"metadata": {"name": "longhorn-system"}})
-
-    def call(self, fn: Callable[[], T]) -> T:
-        future: concurrent.futures.Future[T] = concurrent.futures.Future()
-
-        def invoke() -> None:
-            try:
-                future.set_result(fn())
-            except BaseException as exc:
-                future.set_exception(exc)
-
-        self.loop.call_soon_threadsafe(invoke)
-        return future.result(timeout=CALL_TIMEOUT_S)
+        self.api: LabApi = start_lab_api(directory, crd_path=CRDS)
+        try:
+            self.create(kinds.NAMESPACE, {"metadata": {"name": "longhorn-system"}})
+        except BaseException:
+            self.api.close()
+            raise
 
     def kubeconfig(self, *, context: str) -> Path:
         """A kubeconfig whose only (and current) context is `context`."""
-        return kubeconfig.write(
-            self.directory / f"kubeconfig-{context}",
-            url=self.server.url,
-            ca_pem=self.pki.ca_pem,
-            token=self.token,
-            name=context,
-        )
+        return self.api.kubeconfig_for(context)
 
     def create(self, kind: kinds.Kind, obj: dict[str, Any], *, status: dict[str, Any] | None = None) -> None:
         """Create `obj` and, when given, set its status (as the object's controller would)."""
         body = {"apiVersion": kind.api_version, "kind": kind.kind, **obj}
         namespace = obj["metadata"].get("namespace")
-        self.call(lambda: self.store.create(kind, body, namespace=namespace))
+        self.api.call(lambda: self.api.store.create(kind, body, namespace=namespace))
         if status is not None:
             self.set_status(kind, obj["metadata"]["name"], status, namespace=namespace)
 
@@ -79,7 +43,9 @@ class Lab:
         def write(current: dict[str, Any]) -> None:
             current["status"] = status
 
-        self.call(lambda: self.store.mutate(kind, name, write, namespace=namespace, subresource="status"))
+        self.api.call(
+            lambda: self.api.store.mutate(kind, name, write, namespace=namespace, subresource="status")
+        )
 
     def add_node(
         self,
@@ -112,10 +78,8 @@ class Lab:
         )
 
     def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(timeout=CALL_TIMEOUT_S)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=CALL_TIMEOUT_S)
-        self.loop.close()
+        """Stop the server and its loop."""
+        self.api.close()
 
 
 @pytest.fixture

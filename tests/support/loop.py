@@ -49,7 +49,7 @@ class LoopThread:
         if self.loop.is_closed():
             return
         try:
-            self.run(_cancel_leftover_tasks())
+            self.run(_wind_down())
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(DEADLINE_S)
@@ -68,10 +68,14 @@ def running_loop(*, name: str = "lab-loop") -> Iterator[LoopThread]:
         thread.close()
 
 
-async def _cancel_leftover_tasks() -> None:
-    # A test that failed half-way leaves timers and servers' tasks behind; cancelling them here
-    # keeps "Task was destroyed but it is pending" warnings (errors under -W error) out of later tests.
+async def _wind_down() -> None:
+    # A test that failed half-way leaves server tasks behind; closing the loop under them would
+    # drop them without their cleanup (sockets left open, "Task was destroyed but it is pending").
     leftovers = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
     for task in leftovers:
         task.cancel()
     await asyncio.gather(*leftovers, return_exceptions=True)
+    loop = asyncio.get_running_loop()
+    await loop.shutdown_asyncgens()
+    # asyncio.to_thread (the EC2 endpoint) starts executor threads that loop.close() would not join.
+    await loop.shutdown_default_executor()

@@ -15,27 +15,19 @@ appear in messages. `endpoint_url` points boto3 at another endpoint, such as the
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import boto3
 import botocore.config
 import botocore.exceptions
 
 from lhsoak import inventory
-from lhsoak.chaos import driver, ssh
-from lhsoak.chaos.driver import (
-    AccessError,
-    CloudDriver,
-    DriverError,
-    DriverOptions,
-    Power,
-    PowerState,
-)
+from lhsoak.chaos import cloud, driver
+from lhsoak.chaos.cloud import Power, PowerState
+from lhsoak.chaos.driver import AccessError, DriverError, DriverOptions
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 LIVE_STATES = ("pending", "running", "stopping", "stopped")
 """Instance states a Name tag may resolve to (not shutting-down or terminated)."""
 _POWER: dict[str, Power] = {
@@ -56,14 +48,11 @@ _ACCESS_ERROR_CODES = frozenset(
 )
 
 
-class Ec2Instance:
-    """One EC2 instance, seen and powered through boto3 (a `driver.CloudMachine`)."""
+class Ec2Instance(cloud.SdkMachine[inventory.AwsTarget]):
+    """One EC2 instance, seen and powered through boto3 (a `cloud.CloudMachine`)."""
 
     def __init__(self, node: str, target: inventory.AwsTarget, *, options: DriverOptions) -> None:
-        self.node = node
-        self.target = target
-        self.options = options
-        self._client: Any = None
+        super().__init__(node, target, options=options)
         self._instance_id = target.instance_id
 
     @property
@@ -75,22 +64,21 @@ class Ec2Instance:
     @property
     def client(self) -> Any:
         """The boto3 EC2 client, made at first use."""
-        if self._client is None:
-            config = botocore.config.Config(
-                connect_timeout=self.options.connect_timeout_s,
-                read_timeout=self.options.connect_timeout_s,
-                retries={"max_attempts": 2, "mode": "standard"},
-            )
-            try:
-                session = boto3.session.Session(
-                    profile_name=self.target.profile, region_name=self.target.region
-                )
-            except botocore.exceptions.ProfileNotFound:
-                raise AccessError(
-                    f"AWS profile {self.target.profile!r} is not in the shared AWS config", node=self.node
-                ) from None
-            self._client = session.client("ec2", endpoint_url=self.target.endpoint_url, config=config)
-        return self._client
+        return self._sdk_client(self._make_client)
+
+    def _make_client(self) -> Any:
+        config = botocore.config.Config(
+            connect_timeout=self.options.connect_timeout_s,
+            read_timeout=self.options.connect_timeout_s,
+            retries={"max_attempts": 2, "mode": "standard"},
+        )
+        try:
+            session = boto3.session.Session(profile_name=self.target.profile, region_name=self.target.region)
+        except botocore.exceptions.ProfileNotFound:
+            raise AccessError(
+                f"AWS profile {self.target.profile!r} is not in the shared AWS config", node=self.node
+            ) from None
+        return session.client("ec2", endpoint_url=self.target.endpoint_url, config=config)
 
     def instance_id(self) -> str:
         """The instance id: as configured, or resolved once from the Name tag."""
@@ -151,33 +139,31 @@ class Ec2Instance:
         logger.info("node %s: Name=%s is instance %s", self.node, name, found[0])
         return found[0]
 
-    def _call(self, action: str, call: Callable[[], T]) -> T:
-        try:
-            return call()
-        except botocore.exceptions.NoCredentialsError:
-            raise AccessError(
+    def _translate(self, action: str, error: Exception) -> DriverError | None:
+        if isinstance(error, botocore.exceptions.NoCredentialsError):
+            return AccessError(
                 f"{action}: no AWS credentials found (environment, aws.profile or instance role)",
                 node=self.node,
-            ) from None
-        except botocore.exceptions.ClientError as error:
+            )
+        if isinstance(error, botocore.exceptions.ClientError):
             details = error.response.get("Error", {})
             code = str(details.get("Code", "?"))
             message = f"{action} failed: {code}: {details.get('Message', '')}"
             if code in _ACCESS_ERROR_CODES:
-                raise AccessError(message, node=self.node) from None
-            raise DriverError(message, node=self.node) from None
-        except botocore.exceptions.BotoCoreError as error:
-            raise DriverError(f"{action} failed: {error}", node=self.node) from None
+                return AccessError(message, node=self.node)
+            return DriverError(message, node=self.node)
+        if isinstance(error, botocore.exceptions.BotoCoreError):
+            return DriverError(f"{action} failed: {error}", node=self.node)
+        return None
 
 
 def build(node: inventory.Node, *, options: DriverOptions) -> driver.RebootDriver:
     """The driver for a node whose power driver is aws (ssh beside it reads the boot id)."""
     assert node.aws is not None, f"node {node.name} has no aws section"
-    return CloudDriver(
-        node.name,
+    return cloud.build(
+        node,
         kind="aws",
         machine=Ec2Instance(node.name, node.aws, options=options),
         power_cycle=node.aws.mode == "power-cycle",
-        watch=ssh.watch_for(node, options=options),
         options=options,
     )

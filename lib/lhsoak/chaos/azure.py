@@ -16,20 +16,19 @@ missing-SDK message; the calls follow the SDK's documented API.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import azure.core.exceptions
 from azure.identity import DefaultAzureCredential
 from azure.mgmt.compute import ComputeManagementClient
 
 from lhsoak import inventory
-from lhsoak.chaos import driver, ssh
-from lhsoak.chaos.driver import AccessError, CloudDriver, DriverError, DriverOptions, Power, PowerState
+from lhsoak.chaos import cloud, driver
+from lhsoak.chaos.cloud import Power, PowerState
+from lhsoak.chaos.driver import AccessError, DriverError, DriverOptions
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 _POWER_PREFIX = "PowerState/"
 _POWER: dict[str, Power] = {
     "PowerState/starting": "starting",
@@ -41,14 +40,8 @@ _POWER: dict[str, Power] = {
 }
 
 
-class AzureVm:
+class AzureVm(cloud.SdkMachine[inventory.AzureTarget]):
     """One Azure VM, seen and powered through `ComputeManagementClient.virtual_machines`."""
-
-    def __init__(self, node: str, target: inventory.AzureTarget, *, options: DriverOptions) -> None:
-        self.node = node
-        self.target = target
-        self.options = options
-        self._client: Any = None
 
     @property
     def description(self) -> str:
@@ -58,12 +51,18 @@ class AzureVm:
     @property
     def vms(self) -> Any:
         """The `virtual_machines` operations, with a client made at first use."""
-        if self._client is None:
-            self._client = self._call(
-                "credentials",
-                lambda: ComputeManagementClient(DefaultAzureCredential(), self.target.subscription_id),
-            )
-        return self._client.virtual_machines
+        return self._sdk_client(self._make_client).virtual_machines
+
+    def _make_client(self) -> Any:
+        # azure-core waits up to 300 s to connect and to read, and retries 10 times, unless told.
+        timeout_s = self.options.connect_timeout_s
+        return ComputeManagementClient(
+            DefaultAzureCredential(),
+            self.target.subscription_id,
+            connection_timeout=timeout_s,
+            read_timeout=timeout_s,
+            retry_total=2,
+        )
 
     def state(self) -> PowerState:
         """The `PowerState/…` status of the instance view."""
@@ -89,33 +88,31 @@ class AzureVm:
         """`begin_start` (not awaited: the driver polls the power state)."""
         self._call("start", lambda: self.vms.begin_start(self.target.resource_group, self.target.vm_name))
 
-    def _call(self, action: str, call: Callable[[], T]) -> T:
-        try:
-            return call()
-        except azure.core.exceptions.ClientAuthenticationError as error:
-            raise AccessError(
+    def _translate(self, action: str, error: Exception) -> DriverError | None:
+        if isinstance(error, azure.core.exceptions.ClientAuthenticationError):
+            return AccessError(
                 f"{action} {self.description}: Azure refused the credentials: {error.message}",
                 node=self.node,
-            ) from None
-        except azure.core.exceptions.ResourceNotFoundError:
-            raise AccessError(
+            )
+        if isinstance(error, azure.core.exceptions.ResourceNotFoundError):
+            return AccessError(
                 f"{action}: {self.description} not found in subscription {self.target.subscription_id}",
                 node=self.node,
-            ) from None
-        except azure.core.exceptions.HttpResponseError as error:
-            raise DriverError(f"{action} {self.description}: {error.message}", node=self.node) from None
-        except azure.core.exceptions.AzureError as error:
-            raise DriverError(f"{action} {self.description}: {error}", node=self.node) from None
+            )
+        if isinstance(error, azure.core.exceptions.HttpResponseError):
+            return DriverError(f"{action} {self.description}: {error.message}", node=self.node)
+        if isinstance(error, azure.core.exceptions.AzureError):
+            return DriverError(f"{action} {self.description}: {error}", node=self.node)
+        return None
 
 
 def build(node: inventory.Node, *, options: DriverOptions) -> driver.RebootDriver:
     """The driver for a node whose power driver is azure (ssh beside it reads the boot id)."""
     assert node.azure is not None, f"node {node.name} has no azure section"
-    return CloudDriver(
-        node.name,
+    return cloud.build(
+        node,
         kind="azure",
         machine=AzureVm(node.name, node.azure, options=options),
         power_cycle=node.azure.mode == "power-cycle",
-        watch=ssh.watch_for(node, options=options),
         options=options,
     )

@@ -22,7 +22,8 @@ import docker.errors  # type: ignore[import-untyped]
 
 from lhsoak import inventory
 from lhsoak.chaos import driver
-from lhsoak.chaos.driver import AccessError, Done, DriverError, DriverOptions, Evidence, NotYet
+from lhsoak.chaos.container import ContainerState, ContainerWatch
+from lhsoak.chaos.driver import AccessError, DriverError, DriverOptions, Evidence
 
 logger = logging.getLogger(__name__)
 
@@ -44,16 +45,24 @@ class DockerDriver:
         self._client: Any = None
         self._started_before: str | None = None
         self._touched = False
+        self._watch = ContainerWatch(
+            node=node,
+            what="container",
+            name=target.container,
+            started_field="StartedAt",
+            read=self.state,
+            options=options,
+        )
 
     def __repr__(self) -> str:
         return f"DockerDriver({self.node!r}, container={self.target.container!r})"
 
     def check(self) -> None:
         """The container exists and runs."""
-        running, status, _started = self.state()
-        if not running:
+        state = self.state()
+        if not state.running:
             raise DriverError(
-                f"container {self.target.container} is {status}; lhsoak restarts running containers only",
+                f"container {self.target.container} is {state.status}; lhsoak restarts running containers only",
                 node=self.node,
             )
 
@@ -63,7 +72,7 @@ class DockerDriver:
 
     def reboot(self) -> None:
         """`docker restart` (blocks until the container runs again or the call times out)."""
-        _running, _status, self._started_before = self.state()
+        self._started_before = self.state().started
         container = self._container()
         self._touched = True
         self._call("restart", lambda: container.restart(timeout=STOP_GRACE_S))
@@ -71,64 +80,38 @@ class DockerDriver:
 
     def wait_down(self, *, deadline_s: float) -> Evidence:
         """Until the container is not running or has a new start time."""
-        before = self._started_before
-
-        def probe(_remaining_s: float) -> Done[Evidence] | NotYet:
-            running, status, started = self.state()
-            if not running:
-                return Done(Evidence(True, f"container {status}"), seen=f"container {status}")
-            if started != before:
-                detail = f"container restarted: StartedAt {before} → {started}"
-                return Done(Evidence(True, detail), seen=detail)
-            return NotYet(f"container running since {started}, as before")
-
-        return driver.wait_for(
-            probe,
-            node=self.node,
-            awaiting=f"container {self.target.container} to restart",
-            deadline_s=deadline_s,
-            options=self.options,
-            failure=driver.RebootNotObserved,
-        )
+        return self._watch.wait_down(started_before=self._started_before, deadline_s=deadline_s)
 
     def wait_up(self, *, deadline_s: float) -> None:
         """Until the container runs with a start time other than before the restart."""
-        before = self._started_before
-
-        def probe(_remaining_s: float) -> Done[None] | NotYet:
-            running, status, started = self.state()
-            if running and started != before:
-                return Done(None, seen=f"running since {started}")
-            return NotYet(f"container {status}, started {started}")
-
-        driver.wait_for(
-            probe,
-            node=self.node,
-            awaiting=f"container {self.target.container} to run again",
-            deadline_s=deadline_s,
-            options=self.options,
-            failure=driver.NodeNotBack,
-        )
+        self._watch.wait_up(started_before=self._started_before, deadline_s=deadline_s)
 
     def restore(self) -> None:
         """Start the container if a restart by this driver left it stopped."""
         if not self._touched:
             return
-        running, status, _started = self.state()
-        if not running:
+        state = self.state()
+        if not state.running:
             logger.warning(
-                "node %s: restoring: starting container %s (%s)", self.node, self.target.container, status
+                "node %s: restoring: starting container %s (%s)",
+                self.node,
+                self.target.container,
+                state.status,
             )
             container = self._container()
             self._call("start", container.start)
         self._touched = False
 
-    def state(self) -> tuple[bool, str, str]:
-        """(State.Running, State.Status, State.StartedAt) of the container, fresh from the engine."""
+    def state(self) -> ContainerState:
+        """State.Running, State.Status and State.StartedAt of the container, fresh from the engine."""
         container = self._container()
         attributes: dict[str, Any] = container.attrs
         state = attributes.get("State", {})
-        return bool(state.get("Running")), str(state.get("Status", "?")), str(state.get("StartedAt", ""))
+        return ContainerState(
+            running=bool(state.get("Running")),
+            status=str(state.get("Status", "?")),
+            started=str(state.get("StartedAt", "")),
+        )
 
     def _container(self) -> Any:
         return self._call("inspect", lambda: self._docker().containers.get(self.target.container))

@@ -15,20 +15,19 @@ logic (tested with EC2) and the missing-SDK message; the calls follow the SDK's 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import google.api_core.exceptions
 import google.auth.exceptions
 from google.cloud import compute_v1
 
 from lhsoak import inventory
-from lhsoak.chaos import driver, ssh
-from lhsoak.chaos.driver import AccessError, CloudDriver, DriverError, DriverOptions, Power, PowerState
+from lhsoak.chaos import cloud, driver
+from lhsoak.chaos.cloud import Power, PowerState
+from lhsoak.chaos.driver import AccessError, DriverError, DriverOptions
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 # Instance.status values (compute v1); STOPPED is only a transient name, TERMINATED is "stopped".
 _POWER: dict[str, Power] = {
     "PROVISIONING": "starting",
@@ -41,14 +40,8 @@ _POWER: dict[str, Power] = {
 }
 
 
-class GceInstance:
+class GceInstance(cloud.SdkMachine[inventory.GcpTarget]):
     """One Compute Engine instance, seen and powered through `InstancesClient`."""
-
-    def __init__(self, node: str, target: inventory.GcpTarget, *, options: DriverOptions) -> None:
-        self.node = node
-        self.target = target
-        self.options = options
-        self._client: Any = None
 
     @property
     def description(self) -> str:
@@ -58,9 +51,7 @@ class GceInstance:
     @property
     def client(self) -> Any:
         """The InstancesClient, made at first use (it looks for credentials then)."""
-        if self._client is None:
-            self._client = self._call("credentials", compute_v1.InstancesClient)
-        return self._client
+        return self._sdk_client(compute_v1.InstancesClient)
 
     def state(self) -> PowerState:
         """`instances.get` → its status."""
@@ -87,28 +78,26 @@ class GceInstance:
     def _names(self) -> dict[str, str]:
         return {"project": self.target.project, "zone": self.target.zone, "instance": self.target.instance}
 
-    def _call(self, action: str, call: Callable[[], T]) -> T:
-        try:
-            return call()
-        except google.auth.exceptions.DefaultCredentialsError:
-            raise AccessError(
+    def _translate(self, action: str, error: Exception) -> DriverError | None:
+        if isinstance(error, google.auth.exceptions.DefaultCredentialsError):
+            return AccessError(
                 f"{action}: no Google Cloud credentials (Application Default Credentials) found",
                 node=self.node,
-            ) from None
-        except (google.api_core.exceptions.Forbidden, google.api_core.exceptions.NotFound) as error:
-            raise AccessError(f"{action} {self.description}: {error.message}", node=self.node) from None
-        except google.api_core.exceptions.GoogleAPIError as error:
-            raise DriverError(f"{action} {self.description}: {error}", node=self.node) from None
+            )
+        if isinstance(error, google.api_core.exceptions.Forbidden | google.api_core.exceptions.NotFound):
+            return AccessError(f"{action} {self.description}: {error.message}", node=self.node)
+        if isinstance(error, google.api_core.exceptions.GoogleAPIError):
+            return DriverError(f"{action} {self.description}: {error}", node=self.node)
+        return None
 
 
 def build(node: inventory.Node, *, options: DriverOptions) -> driver.RebootDriver:
     """The driver for a node whose power driver is gcp (ssh beside it reads the boot id)."""
     assert node.gcp is not None, f"node {node.name} has no gcp section"
-    return CloudDriver(
-        node.name,
+    return cloud.build(
+        node,
         kind="gcp",
         machine=GceInstance(node.name, node.gcp, options=options),
         power_cycle=node.gcp.mode == "power-cycle",
-        watch=ssh.watch_for(node, options=options),
         options=options,
     )

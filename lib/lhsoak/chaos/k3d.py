@@ -18,25 +18,13 @@ import json
 import logging
 import shutil
 import subprocess
-from dataclasses import dataclass
 
 from lhsoak import errors, inventory
 from lhsoak.chaos import driver
-from lhsoak.chaos.driver import AccessError, Done, DriverError, DriverOptions, Evidence, NotYet
+from lhsoak.chaos.container import ContainerState, ContainerWatch
+from lhsoak.chaos.driver import AccessError, DriverError, DriverOptions, Evidence
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class NodeState:
-    """A k3d node's state as `k3d node list -o json` reports it."""
-
-    running: bool
-    """State.Running."""
-    status: str
-    """State.Status: running, exited, restarting, …"""
-    started: str
-    """State.Started: when its container last started."""
 
 
 def list_command(binary: str, node: str) -> list[str]:
@@ -69,6 +57,14 @@ class K3dDriver:
         self.options = options
         self._started_before: str | None = None
         self._stopped_by_us = False
+        self._watch = ContainerWatch(
+            node=node,
+            what="k3d node",
+            name=target.node,
+            started_field="Started",
+            read=self.state,
+            options=options,
+        )
 
     def __repr__(self) -> str:
         return f"K3dDriver({self.node!r}, k3d node {self.target.node!r})"
@@ -89,48 +85,20 @@ class K3dDriver:
     def reboot(self) -> None:
         """`k3d node stop`."""
         self._started_before = self.state().started
-        self._run(stop_command(self.executable, self.target.node))
+        # Marked before the command: a `k3d node stop` that timed out may still stop the node, and
+        # restore() must then start it (it looks at the node's state first).
         self._stopped_by_us = True
+        self._run(stop_command(self.executable, self.target.node))
 
     def wait_down(self, *, deadline_s: float) -> Evidence:
-        """Until `k3d node list` shows the node not running."""
-
-        def probe(_remaining_s: float) -> Done[Evidence] | NotYet:
-            state = self.state()
-            if not state.running:
-                seen = f"k3d node {state.status}"
-                return Done(Evidence(proven=True, detail=seen), seen=seen)
-            return NotYet(f"k3d node {state.status} since {state.started}")
-
-        return driver.wait_for(
-            probe,
-            node=self.node,
-            awaiting=f"k3d node {self.target.node} to stop",
-            deadline_s=deadline_s,
-            options=self.options,
-            failure=driver.RebootNotObserved,
-        )
+        """Until `k3d node list` shows the node stopped (or restarted)."""
+        return self._watch.wait_down(started_before=self._started_before, deadline_s=deadline_s)
 
     def wait_up(self, *, deadline_s: float) -> str | None:
         """`k3d node start` if this driver stopped it; until it runs with a new start time."""
         if self._stopped_by_us:
             self._start()
-        before = self._started_before
-
-        def probe(_remaining_s: float) -> Done[None] | NotYet:
-            state = self.state()
-            if state.running and state.started != before:
-                return Done(None, seen=f"k3d node running since {state.started}")
-            return NotYet(f"k3d node {state.status}, started {state.started}")
-
-        driver.wait_for(
-            probe,
-            node=self.node,
-            awaiting=f"k3d node {self.target.node} to run again",
-            deadline_s=deadline_s,
-            options=self.options,
-            failure=driver.NodeNotBack,
-        )
+        self._watch.wait_up(started_before=self._started_before, deadline_s=deadline_s)
         return None
 
     def restore(self) -> None:
@@ -142,7 +110,7 @@ class K3dDriver:
             self._start()
         self._stopped_by_us = False
 
-    def state(self) -> NodeState:
+    def state(self) -> ContainerState:
         """The node's state from `k3d node list <node> -o json`."""
         output = self._run(list_command(self.executable, self.target.node))
         try:
@@ -152,7 +120,7 @@ class K3dDriver:
         for entry in listed if isinstance(listed, list) else []:
             if isinstance(entry, dict) and entry.get("name") == self.target.node:
                 state = entry.get("State") or {}
-                return NodeState(
+                return ContainerState(
                     running=bool(state.get("Running")),
                     status=str(state.get("Status", "?")),
                     started=str(state.get("Started", "")),

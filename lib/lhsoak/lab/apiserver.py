@@ -673,7 +673,7 @@ class ApiServer:
         if send_initial:
             chunk = self._encode_events(stream.drain_nowait(), target, request, as_table, first=first)
             first = False
-            chunk += _line(self._bookmark(target.kind, initial_events_end=True))
+            chunk += _line(_bookmark(target.kind, stream.bookmark_version(), initial_events_end=True))
             await response.write(chunk)
         loop = asyncio.get_running_loop()
         next_bookmark = loop.time() + self.config.bookmark_interval_s
@@ -691,7 +691,7 @@ class ApiServer:
             elif stream.closed:
                 return
             if bookmarks and loop.time() >= next_bookmark:
-                await response.write(_line(self._bookmark(target.kind)))
+                await response.write(_line(_bookmark(target.kind, stream.bookmark_version())))
                 next_bookmark = loop.time() + self.config.bookmark_interval_s
 
     def _encode_events(
@@ -724,15 +724,6 @@ class ApiServer:
             if len(self._encoded) > 4096:
                 self._encoded.popitem(last=False)
         return line
-
-    def _bookmark(self, kind: Kind, *, initial_events_end: bool = False) -> Obj:
-        metadata: Obj = {"resourceVersion": str(self.store.resource_version)}
-        if initial_events_end:
-            metadata["annotations"] = {"k8s.io/initial-events-end": "true"}
-        return {
-            "type": "BOOKMARK",
-            "object": {"kind": kind.kind, "apiVersion": kind.api_version, "metadata": metadata},
-        }
 
 
 # --- the store a fresh lab cluster starts with ------------------------------------------------------
@@ -789,6 +780,16 @@ def _condition(type_: str, reason: str, message: str, obj: Obj) -> Obj:
 
 
 # --- discovery documents ---------------------------------------------------------------------------
+
+
+def _bookmark(kind: Kind, resource_version: int, *, initial_events_end: bool = False) -> Obj:
+    metadata: Obj = {"resourceVersion": str(resource_version)}
+    if initial_events_end:
+        metadata["annotations"] = {"k8s.io/initial-events-end": "true"}
+    return {
+        "type": "BOOKMARK",
+        "object": {"kind": kind.kind, "apiVersion": kind.api_version, "metadata": metadata},
+    }
 
 
 def _api_group(group: str) -> Obj:

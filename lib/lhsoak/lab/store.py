@@ -322,6 +322,17 @@ class WatchStream:
         self._buffer.clear()
         return events
 
+    def bookmark_version(self) -> int:
+        """The newest resourceVersion a BOOKMARK to this watcher may carry now.
+
+        The store's own version, unless events are still buffered: then just below the oldest of
+        them. A client resumes from the last version it saw, so a bookmark that ran ahead of an
+        undelivered event would lose that event when the connection drops before it is sent.
+        """
+        if self._buffer:
+            return self._buffer[0].resource_version - 1
+        return self._store.resource_version
+
     def _push(self, event: WatchEvent) -> None:
         if self._closed:
             return

@@ -30,20 +30,6 @@ ATTACHMENTS_DIR = "attachments"
 LEDGER_FILE = "ledger.jsonl"
 VERDICT_FILE = "verdict.json"
 
-# Which ClusterSnapshot list holds each kind an ObjectRef names.
-_SNAPSHOT_FIELD: Mapping[str, str] = {
-    "CronJob": "cronjobs",
-    "Job": "jobs",
-    "Pod": "pods",
-    "Event": "events",
-    "Node": "nodes",
-    "Backup": "backups",
-    "Snapshot": "snapshots",
-    "Volume": "volumes",
-    "BackupTarget": "backup_targets",
-    "RecurringJob": "recurring_jobs",
-}
-
 
 @dataclasses.dataclass(frozen=True)
 class RunFiles:
@@ -190,9 +176,7 @@ def _meta(obj: Mapping[str, Any], key: str) -> str:
 
 
 def _find(ref: diagnosis.ObjectRef, snapshot: diagnosis.ClusterSnapshot) -> Mapping[str, Any] | None:
-    field = _SNAPSHOT_FIELD.get(ref.kind)
-    candidates: Sequence[Mapping[str, Any]] = getattr(snapshot, field) if field else ()
-    for obj in candidates:
+    for obj in snapshot.objects_of(ref.kind):
         if (
             _meta(obj, "name") == ref.name
             and (_meta(obj, "namespace") or None) == ref.namespace

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -66,6 +66,7 @@ class Backups(Reconciler):
 
     name = "longhorn-backup"
     kinds = (kinds.LH_BACKUP, kinds.LH_BACKUP_TARGET)
+    follows_machines = True
 
     def __init__(self, ctx: Context, recorder: EventRecorder) -> None:
         super().__init__(ctx)
@@ -75,24 +76,17 @@ class Backups(Reconciler):
         self._target_message = ""
         self._nodes_down: set[str] = set()
         self._lock_clear_at = 0.0
-        self._unsubscribe: Callable[[], None] | None = None
         self._outage_timer: asyncio.TimerHandle | None = None
 
     # -- lifecycle --
 
-    def on_start(self) -> None:
-        if self._unsubscribe is not None:
-            return
-        self._unsubscribe = self.ctx.fleet.subscribe(self._on_machine)
+    def on_fresh_start(self) -> None:
         self._nodes_down = {m.name for m in self.ctx.fleet if not node_up(self.ctx, m.name)}
         after_s = self.ctx.profile.target_down_after_s
         if after_s is not None:
             self._outage_timer = self.ctx.loop.call_later(after_s, self._target_outage)
 
     def stop(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
         if self._outage_timer is not None:
             self._outage_timer.cancel()
             self._outage_timer = None
@@ -125,7 +119,7 @@ class Backups(Reconciler):
 
         self._outage_timer = self.ctx.loop.call_later(profile.target_down_for_s, back)
 
-    def _on_machine(self, event: MachineEvent) -> None:
+    def on_machine(self, event: MachineEvent) -> None:
         if event.kind == "kubelet-stopped":
             self._nodes_down.add(event.machine)
         elif event.kind == "kubelet-started":

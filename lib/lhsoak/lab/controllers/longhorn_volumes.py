@@ -14,7 +14,7 @@ detached (the job task then times out on it, as upstream after SnapshotReadyTime
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from lhsoak.lab import kinds
 from lhsoak.lab.controllers.longhorn_manager import (
@@ -50,26 +50,16 @@ class LonghornVolumes(Reconciler):
 
     name = "longhorn-volume"
     kinds = (kinds.LH_VOLUME, kinds.LH_SNAPSHOT)
+    follows_machines = True
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
         self._ready_at: dict[str, float] = {}
         self._rng = ctx.profile.rng("volumes")
-        self._unsubscribe: Callable[[], None] | None = None
 
     # Keys are (kind tag, name): volumes and snapshots share the queue, all in longhorn-system.
 
-    def on_start(self) -> None:
-        if self._unsubscribe is None:
-            self._unsubscribe = self.ctx.fleet.subscribe(self._on_machine)
-
-    def stop(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
-        super().stop()
-
-    def _on_machine(self, event: MachineEvent) -> None:
+    def on_machine(self, event: MachineEvent) -> None:
         if event.kind in ("kubelet-started", "kubelet-stopped"):
             for key in self._volume_keys():
                 self.enqueue(key)

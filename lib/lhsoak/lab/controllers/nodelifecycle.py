@@ -15,7 +15,7 @@ kube-controller-manager does.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from lhsoak.lab import kinds
 from lhsoak.lab.controllers.events import EventRecorder
@@ -44,6 +44,7 @@ class NodeLifecycle(Reconciler):
 
     name = "node-controller"
     kinds = (kinds.NODE, kinds.POD)
+    follows_machines = True
 
     def __init__(self, ctx: Context, recorder: EventRecorder, eviction_recorder: EventRecorder) -> None:
         super().__init__(ctx)
@@ -51,20 +52,11 @@ class NodeLifecycle(Reconciler):
         self.eviction_recorder = eviction_recorder
         self._down_since: dict[str, float] = {}
         self._observed_from = ctx.clock()
-        self._unsubscribe: Callable[[], None] | None = None
 
     def on_start(self) -> None:
         self._observed_from = self.ctx.clock()
-        if self._unsubscribe is None:
-            self._unsubscribe = self.ctx.fleet.subscribe(self._on_machine)
 
-    def stop(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
-        super().stop()
-
-    def _on_machine(self, event: MachineEvent) -> None:
+    def on_machine(self, event: MachineEvent) -> None:
         if event.kind == "kubelet-stopped":
             self._down_since[event.machine] = event.at
         elif event.kind == "kubelet-started":

@@ -22,7 +22,7 @@ from typing import ClassVar
 from lhsoak.lab.controllers.link import ApiLink
 from lhsoak.lab.controllers.meta import Key
 from lhsoak.lab.kinds import Kind
-from lhsoak.lab.machine import MachineFleet
+from lhsoak.lab.machine import MachineEvent, MachineFleet
 from lhsoak.lab.profiles import Profile
 from lhsoak.lab.store import Store, WatchEvent
 
@@ -62,10 +62,15 @@ class Reconciler:
     name: ClassVar[str] = "reconciler"
     kinds: ClassVar[tuple[Kind, ...]] = ()
     """Kinds whose store events reach `observe`."""
+    follows_machines: ClassVar[bool] = False
+    """True: `on_machine` hears every machine transition from start to stop, pauses included (a
+    machine going down is a fact of the world, not news that waits for the API)."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self._running = False
+        self._fresh = True
+        self._unsubscribe_machines: Callable[[], None] | None = None
         self._queue: dict[Key, None] = {}
         self._drain_handle: asyncio.Handle | None = None
         self._timers: dict[Key, tuple[float, asyncio.TimerHandle]] = {}
@@ -88,6 +93,12 @@ class Reconciler:
         """Every key to reconcile on start and resume (the informer's initial list)."""
         return ()
 
+    def on_machine(self, event: MachineEvent) -> None:
+        """A machine transition (only with `follows_machines`)."""
+
+    def on_fresh_start(self) -> None:
+        """Hook run when the controller starts after being made or stopped (not on resume)."""
+
     def on_start(self) -> None:
         """Hook run when the controller starts or resumes, before the resync."""
 
@@ -99,6 +110,11 @@ class Reconciler:
     def start(self) -> None:
         """Begin reconciling: every existing object first."""
         self._running = True
+        if self._fresh:
+            self._fresh = False
+            if self.follows_machines:
+                self._unsubscribe_machines = self.ctx.fleet.subscribe(self.on_machine)
+            self.on_fresh_start()
         self.on_start()
         for key in self.all_keys():
             self.enqueue(key)
@@ -117,8 +133,12 @@ class Reconciler:
             self.start()
 
     def stop(self) -> None:
-        """Stop for good."""
+        """Stop following the world; a later start is a fresh one."""
         self.pause()
+        if self._unsubscribe_machines is not None:
+            self._unsubscribe_machines()
+            self._unsubscribe_machines = None
+        self._fresh = True
 
     # -- queueing --
 
