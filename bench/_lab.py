@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import contextlib
-import dataclasses
 import datetime as dt
 import json
 import logging
@@ -27,14 +26,14 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import tenacity
 import yaml
 
-from lhsoak import cluster, config, ledger, longhorn, recorder, schedule, soak, timestamps, verdict
+from lhsoak import cluster, config, ledger, longhorn, recorder, schedule, soak, verdict
 from lhsoak.lab.process import LabProcess
 
 RequestKey = tuple[str, str]
@@ -214,9 +213,6 @@ class SoakOutcome:
     """When the verdict was written."""
     verdict: verdict.Verdict
     ledger: ledger.Ledger
-    api_requests: Counter[RequestKey] = field(default_factory=Counter)
-    """Every resource request the harness made, from the lab's counters (setup to teardown);
-    empty when not counted."""
 
 
 def drive_soak(
@@ -225,14 +221,8 @@ def drive_soak(
     *,
     run_id: str,
     reports_dir: Path,
-    count_requests: bool = True,
 ) -> SoakOutcome:
-    """open → start → steps (a StepFailed ends the steps) → settle → finish → teardown.
-
-    `count_requests`: read the lab's counters before and after (only when nothing else talks to it).
-    """
-    counters = ApiCounters(lab.kubeconfig)
-    before = counters.read_when_no_watch_is_open() if count_requests else None
+    """open → start → steps (a StepFailed ends the steps) → settle → finish → teardown."""
     run = soak.SoakRun(
         soak=config.Soak(
             run_id=run_id,
@@ -279,7 +269,6 @@ def drive_soak(
     finally:
         run.teardown()
     ended_s = time.time()
-    requests = counters.read_when_no_watch_is_open().minus(before) if before is not None else Counter()
     return SoakOutcome(
         settings=settings,
         started_s=started_s,
@@ -289,7 +278,6 @@ def drive_soak(
         ended_s=ended_s,
         verdict=result,
         ledger=ledger.read(run.soak.run_dir / "ledger.jsonl"),
-        api_requests=requests,
     )
 
 
@@ -323,11 +311,6 @@ class NodeObserver:
             stream.close()
         self._thread.join(timeout=10)
         self._api.close()
-
-    def ready_since(self, node: str, boot_id: str | None) -> float | None:
-        """When `node` was first seen Ready with `boot_id` (None: never)."""
-        with self._lock:
-            return self._ready_seen.get((node, boot_id or ""))
 
     def snapshot(self) -> dict[tuple[str, str], float]:
         with self._lock:
@@ -440,9 +423,7 @@ def _run_restart_soak(settings: SoakSettings) -> RestartSoak:
     with running_lab(profile=settings.profile) as lab, tempfile.TemporaryDirectory() as reports:
         lab_cpu_before, cpu_before = process_cpu_s(lab.pid), cpu_s()
         with NodeObserver(lab) as observer:
-            outcome = drive_soak(
-                lab, settings, run_id="bench-restarts", reports_dir=Path(reports), count_requests=False
-            )
+            outcome = drive_soak(lab, settings, run_id="bench-restarts", reports_dir=Path(reports))
             ready_seen = observer.snapshot()
         lab_cpu_s, harness_cpu_s = process_cpu_s(lab.pid) - lab_cpu_before, cpu_s() - cpu_before
         return RestartSoak(
@@ -481,6 +462,9 @@ class RecorderJob:
     ticks: int
     lag_bound_s: float = 8.0
     settle_s: float = 4.0
+    fsync: bool = True
+    """False: a diagnostic run with `os.fsync` a no-op in the child, to price the ledger's
+    per-record fsync (the child is a throwaway process; nothing else is touched)."""
 
     def window(self, now_s: float) -> tuple[float, float]:
         """When to start and stop recording, from `now_s`."""
@@ -550,7 +534,14 @@ def record_in_child(job: RecorderJob) -> RecorderCost:
 
 def record(job: RecorderJob) -> RecorderCost:
     """The child's work: connect, write the run record, record the window, end the ledger."""
+    if not job.fsync:
+        # Replacing a function of the os module on purpose, in this throwaway process only.
+        os.fsync = _no_fsync  # type: ignore[assignment]
     api = cluster.Cluster.connect(kubeconfig=job.kubeconfig, context=job.context, allowed=(job.context,))
+    start_at_s, stop_at_s = job.window(time.time())
+    timer = threading.Event()  # never set: its waits are for time itself
+    timer.wait(max(0.0, start_at_s - time.time()))
+    # The run record opens the verdict's window: exactly the ticks recorded.
     writer = open_ledger(
         job.ledger_path,
         run_id=job.run_id,
@@ -562,9 +553,6 @@ def record(job: RecorderJob) -> RecorderCost:
     rec = recorder.Recorder(
         api, writer, jobs={spec.name: spec.task for spec in job.jobs}, volumes=job.volumes
     )
-    start_at_s, stop_at_s = job.window(time.time())
-    timer = threading.Event()  # never set: its waits are for time itself
-    timer.wait(max(0.0, start_at_s - time.time()))
     rss_before = _proc_status_kb("VmRSS")
     peak_reset = _reset_peak_rss()
     cpu_before, wall_before = cpu_s(), time.perf_counter()
@@ -590,6 +578,10 @@ def record(job: RecorderJob) -> RecorderCost:
     writer.close()
     api.close()
     return cost
+
+
+def _no_fsync(_fd: object) -> None:
+    """Stands in for os.fsync in a diagnostic child (see RecorderJob.fsync)."""
 
 
 def cpu_s() -> float:
@@ -642,14 +634,6 @@ def summary(values: Sequence[float], digits: int = 3) -> dict[str, Any]:
         "p90": round(p90, digits),
         "max": round(ordered[-1], digits),
     }
-
-
-def rfc3339(epoch_s: float | None) -> str | None:
-    return None if epoch_s is None else timestamps.to_rfc3339(epoch_s)
-
-
-def as_dict(obj: Any) -> dict[str, Any]:
-    return dataclasses.asdict(obj)
 
 
 def dumps(figures: dict[str, Any]) -> str:

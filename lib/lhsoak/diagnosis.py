@@ -421,37 +421,11 @@ def _stuck_backup_finding(
     shown_state = state or '"" (not started)'
     progress = _int(backup, "status", "progress")
     volume = _backup_volume(backup)
-    created_s = _created_s(backup)
-    age = _age(cluster.age_s(backup))
     owner = _str(backup, "status", "ownerID")
-    synced_s = _time_s(_str(backup, "status", "lastSyncedAt"))
-    lines = [
-        f"Backup {cluster.namespace}/{name}: state {shown_state}, progress {progress}%, created "
-        f"{_stamp(created_s, now_s)}; volume {volume or '?'}, snapshot "
-        f"{_str(backup, 'status', 'snapshotName') or _str(backup, 'spec', 'snapshotName') or '?'}"
-        f", backup target {_backup_target_name(backup) or '?'}, owner node {owner or '?'}, "
-        f"replica {_str(backup, 'status', 'replicaAddress') or '?'}; lastSyncedAt "
-        f"{_stamp(synced_s, now_s) if synced_s is not None else 'never'}.",
-    ]
     owner_facts = cluster.node_facts(owner) if owner else None
-    if owner_facts is not None:
-        lines.append(owner_facts.describe(now_s, event_s=created_s, event="the backup started"))
-        if owner_facts.ready_changed_after(created_s):
-            lines.append(
-                "Its node went through a restart or lost contact after the backup started; "
-                "nothing resumes or fails the upload afterwards."
-            )
-    lines += cluster.snapshot_lines(_str(backup, "status", "snapshotName"))
-    # Only a Job started before the backup can be the one waiting on it.
-    waiting = [
-        (blockage, pod)
-        for blockage in blockages
-        if (_created_s(blockage.job) or 0.0) <= (created_s or 0.0)
-        for pod in blockage.pods
-        if _str(pod, "status", "phase") == "Running"
-    ]
-    blocking = bool(waiting)
+    lines = _stuck_backup_lines(cluster, backup, shown_state=shown_state, owner_facts=owner_facts)
     objects = [ObjectRef.of(backup)]
+    waiting = _jobs_waiting_on(backup, blockages)
     if waiting:
         blockage, pod = waiting[0]
         lines.append(
@@ -477,15 +451,14 @@ def _stuck_backup_finding(
         f"Workaround: kubectl -n {cluster.namespace} delete backups.longhorn.io {name}; the "
         "waiting job pod stops waiting and the next tick starts a new Job.",
     ]
-    summary = (
-        f"{spec.name}: backup {name} of volume {volume or '?'} stuck {shown_state} at "
-        f"{progress}% for {age}{summary_cost} (longhorn#9168)"
-    )
-    blockage_data = waiting[0][0].data() if waiting else {}
+    age = _age(cluster.age_s(backup))
     return Finding(
         category="stuck-inprogress-backup",
         job=spec.name,
-        summary=summary,
+        summary=(
+            f"{spec.name}: backup {name} of volume {volume or '?'} stuck {shown_state} at "
+            f"{progress}% for {age}{summary_cost} (longhorn#9168)"
+        ),
         detail="\n".join(lines),
         objects=tuple(objects),
         data={
@@ -496,13 +469,53 @@ def _stuck_backup_finding(
             "backup_age_s": round(cluster.age_s(backup), 1),
             "owner_node": owner or None,
             "last_synced_at": _str(backup, "status", "lastSyncedAt") or None,
-            "blocking": blocking,
+            "blocking": bool(waiting),
             "waiting_pod": _name(waiting[0][1]) if waiting else None,
-            **blockage_data,
+            **(waiting[0][0].data() if waiting else {}),
             "issues": ["longhorn#9168", "longhorn#9417"],
             "workaround": "delete the InProgress backup",
         },
     )
+
+
+def _stuck_backup_lines(
+    cluster: _Cluster, backup: Obj, *, shown_state: str, owner_facts: _NodeFacts | None
+) -> list[str]:
+    """The backup itself, the node that runs it and its snapshot."""
+    now_s = cluster.now_s
+    created_s = _created_s(backup)
+    synced_s = _time_s(_str(backup, "status", "lastSyncedAt"))
+    lines = [
+        f"Backup {cluster.namespace}/{_name(backup)}: state {shown_state}, progress "
+        f"{_int(backup, 'status', 'progress')}%, created {_stamp(created_s, now_s)}; volume "
+        f"{_backup_volume(backup) or '?'}, snapshot "
+        f"{_str(backup, 'status', 'snapshotName') or _str(backup, 'spec', 'snapshotName') or '?'}"
+        f", backup target {_backup_target_name(backup) or '?'}, owner node "
+        f"{_str(backup, 'status', 'ownerID') or '?'}, replica "
+        f"{_str(backup, 'status', 'replicaAddress') or '?'}; lastSyncedAt "
+        f"{_stamp(synced_s, now_s) if synced_s is not None else 'never'}.",
+    ]
+    if owner_facts is not None:
+        lines.append(owner_facts.describe(now_s, event_s=created_s, event="the backup started"))
+        if owner_facts.ready_changed_after(created_s):
+            lines.append(
+                "Its node went through a restart or lost contact after the backup started; "
+                "nothing resumes or fails the upload afterwards."
+            )
+    return lines + cluster.snapshot_lines(_str(backup, "status", "snapshotName"))
+
+
+def _jobs_waiting_on(backup: Obj, blockages: Sequence[_Blockage]) -> list[tuple[_Blockage, Obj]]:
+    """The active Jobs' Running pods that may be waiting on `backup`."""
+    created_s = _created_s(backup) or 0.0
+    # Only a Job started before the backup can be the one waiting on it.
+    return [
+        (blockage, pod)
+        for blockage in blockages
+        if (_created_s(blockage.job) or 0.0) <= created_s
+        for pod in blockage.pods
+        if _str(pod, "status", "phase") == "Running"
+    ]
 
 
 # --------------------------------------------------------------------------- rule 3

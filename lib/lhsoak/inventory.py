@@ -314,8 +314,11 @@ def dump(inventory: Inventory, path: Path | str) -> None:
     """
     target = Path(path)
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    partial.write_text(dumps(inventory), encoding="utf-8")
-    partial.replace(target)
+    try:
+        partial.write_text(dumps(inventory), encoding="utf-8")
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _node_document(node: Node) -> dict[str, Any]:

@@ -125,7 +125,11 @@ class TickMonitor:
                 return
             next_tick = self._schedules[job].next_after(tick)
             pending[job] = next_tick
-            self._judge(job, tick, next_tick)
+            try:
+                self._judge(job, tick, next_tick)
+            except Exception:
+                # One bad judgement must not end live detection for the rest of the soak.
+                log.exception("tick monitor: judging %s at %s failed", job, tick)
 
     def _judge(self, job: str, tick: float, next_tick: float) -> None:
         if excused(tick, self._outages(), settle_s=self._settle_s, lag_bound_s=self._lag_bound_s):

@@ -196,11 +196,18 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
 @pytest.fixture(scope="session")
 def soak_session(pytestconfig: pytest.Config) -> Iterator[_SoakSession]:
     progress = _progress_writer(pytestconfig)
+    run = None
     try:
         run = build_run(pytestconfig, progress=progress)
         run.open()
     except errors.UsageError as error:
+        if run is not None:
+            run.teardown()
         pytest.exit(f"lhsoak: {error}", returncode=errors.EXIT_USAGE)
+    except BaseException:
+        if run is not None:
+            run.teardown()
+        raise
     session = _SoakSession(run)
     pytestconfig.stash[_SESSION] = session
     if pytestconfig.getoption("dry_run"):

@@ -43,6 +43,10 @@ class NodeReboot:
         return None if self.ready_s is None else self.ready_s - self.started_s
 
 
+class _Cancelled(Exception):
+    """Teardown began before this reboot was issued."""
+
+
 class RebootFailed(Exception):
     """At least one node's reboot could not be proven; the message lists each with what was seen."""
 
@@ -94,6 +98,8 @@ class Rebooter:
         self._clock = clock
         self._progress = progress
         self._lock = threading.Lock()
+        self._cancelled = threading.Event()
+        self._threads: list[threading.Thread] = []
         self.in_flight: dict[str, NodeReboot] = {}
 
     def reboot(self, nodes: Sequence[str]) -> list[NodeReboot]:
@@ -111,7 +117,7 @@ class Rebooter:
 
     def _in_parallel(self, nodes: Sequence[str]) -> list[NodeReboot]:
         # Daemon threads, not an executor: on Ctrl-C/SIGTERM the join below is interrupted and the
-        # soak's teardown restores the nodes, instead of the interpreter waiting out every proof.
+        # soak's teardown cancels and restores the nodes, instead of the interpreter waiting out every proof.
         results: dict[str, NodeReboot] = {}
 
         def one(node: str) -> None:
@@ -120,16 +126,38 @@ class Rebooter:
         threads = [
             threading.Thread(target=one, args=(node,), name=f"reboot-{node}", daemon=True) for node in nodes
         ]
+        with self._lock:
+            self._threads = threads
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        return [results[node] for node in nodes if node in results]
+        # A node with no result means its thread died: never a pass.
+        return [results.get(node) or self._lost(node) for node in nodes]
+
+    def _lost(self, node: str) -> NodeReboot:
+        return NodeReboot(
+            node=node, started_s=self._clock(), old_boot_id=None, failure="its reboot thread died"
+        )
+
+    def cancel(self, *, join_s: float) -> None:
+        """Stop issuing reboots (teardown): in-flight proofs may finish within `join_s`, then restore."""
+        self._cancelled.set()
+        with self._lock:
+            threads = list(self._threads)
+        end = time.monotonic() + join_s
+        for thread in threads:
+            thread.join(timeout=max(0.0, end - time.monotonic()))
 
     def _record(self, result: NodeReboot, phase: str, boot_id: str | None = None, **extra: Any) -> None:
         record: dict[str, Any] = {"type": "reboot", "node": result.node, "phase": phase, "boot_id": boot_id}
         record.update(extra)
-        self._writer.append(record)
+        try:
+            self._writer.append(record)
+        except (ValueError, OSError):
+            # After cancel() the ledger may be closed under a proof still finishing: nothing to record.
+            if not self._cancelled.is_set():
+                raise
 
     def _reboot_one(self, node: str) -> NodeReboot:
         driver = self._drivers[node]
@@ -139,31 +167,49 @@ class Rebooter:
         with self._lock:
             self.in_flight[node] = result
         try:
-            # Read over SSH where the driver can: the machine's own word beats the Node's status.
-            old = result.old_boot_id = driver.boot_id() or result.old_boot_id
-            self._record(result, "start", old)
-            self._progress(f"rebooting {node} (boot id {old})")
-            driver.reboot()
-            driver.wait_down(deadline_s=self._down_deadline_s)
-            result.down_s = self._clock()
-            self._record(result, "down", old)
-            new = driver.wait_up(deadline_s=self._ready_deadline_s)
-            result.up_s = self._clock()
-            if new is not None and old is not None and new == old:
-                raise chaos_driver.DriverError(f"came back with the same boot id {old}: it did not reboot")
-            self._record(result, "up", new)
+            chaos_driver.prove_reboot(
+                driver,
+                down_deadline_s=self._down_deadline_s,
+                up_deadline_s=self._ready_deadline_s,
+                clock=self._clock,
+                on_phase=lambda phase, boot_id: self._on_phase(result, phase, boot_id),
+            )
             result.new_boot_id = self._wait_ready(result)
             result.ready_s = self._clock()
             self._record(result, "ready", result.new_boot_id)
             self._progress(f"{node} is back: Ready, boot id {result.new_boot_id}")
-        except (chaos_driver.DriverError, WaitTimeout) as error:
-            result.failure = str(error)
-            self._record(result, "failed", None, error=str(error))
-            self._progress(f"{node}: reboot not proven: {error}")
+        except (chaos_driver.DriverError, WaitTimeout, _Cancelled) as error:
+            self._fail(result, str(error))
+        except Exception as error:  # a crashed proof is a failed proof, never a pass
+            log.exception("node %s: the reboot proof crashed", node)
+            self._fail(result, f"harness error while proving the reboot: {error!r}")
         finally:
             with self._lock:
                 self.in_flight.pop(node, None)
         return result
+
+    def _on_phase(self, result: NodeReboot, phase: str, boot_id: str | None) -> None:
+        """prove_reboot's phases, as ledger records (it restores the node itself when a step fails)."""
+        if phase == "start":
+            if self._cancelled.is_set():
+                raise _Cancelled("the soak is being torn down: reboot not issued")
+            # The machine's own word (SSH) beats the Node's status; a cloud driver has only the latter.
+            result.old_boot_id = boot_id or result.old_boot_id
+            result.started_s = self._clock()
+            self._record(result, "start", result.old_boot_id)
+            self._progress(f"rebooting {result.node} (boot id {result.old_boot_id})")
+        elif phase == "down":
+            result.down_s = self._clock()
+            self._record(result, "down", result.old_boot_id)
+        elif phase == "up":
+            result.up_s = self._clock()
+            self._record(result, "up", boot_id)
+
+    def _fail(self, result: NodeReboot, why: str) -> None:
+        result.failure = why
+        if result.down_s is not None or result.up_s is not None or "not issued" not in why:
+            self._record(result, "failed", None, error=why)
+        self._progress(f"{result.node}: reboot not proven: {why}")
 
     def _wait_ready(self, result: NodeReboot) -> str:
         restarts_kernel = self._drivers[result.node].restarts_kernel

@@ -192,6 +192,7 @@ class Recorder:
             _Watch(cluster.NODES, None),
             _Watch(cluster.VOLUMES, ns),
             _Watch(cluster.BACKUP_TARGETS, ns),
+            _Watch(cluster.RECURRING_JOBS, ns),
         ]
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -245,13 +246,20 @@ class Recorder:
             except cluster.ExpiredError:
                 log.info("watch %s: resourceVersion expired, re-listing", watch.resource.plural)
                 resource_version = None
-            except cluster.ClusterError as error:
+            except Exception as error:
                 if self._stop.is_set():
                     break
                 failures += 1
                 if blind_since is None:
                     blind_since = self._clock()
-                    log.warning("watch %s lost: %s", watch.resource.plural, error)
+                    level = logging.WARNING if isinstance(error, cluster.ClusterError) else logging.ERROR
+                    log.log(
+                        level,
+                        "watch %s lost: %s",
+                        watch.resource.plural,
+                        error,
+                        exc_info=level == logging.ERROR,
+                    )
                 resource_version = None
                 delay = min(self._backoff_s[1], self._backoff_s[0] * 2 ** min(failures, 8))
                 log.debug(

@@ -516,7 +516,7 @@ class SoakRun:
             snapshots=tuple(view.items("snapshots")),
             volumes=tuple(view.items("volumes")),
             backup_targets=tuple(view.items("backuptargets")),
-            recurring_jobs=(),
+            recurring_jobs=tuple(view.items("recurringjobs")),
             taken_at_s=self.clock(),
         )
         self.last_snapshot = snapshot
@@ -563,6 +563,8 @@ class SoakRun:
     def teardown(self, *, reason: str = "completed") -> list[str]:
         problems: list[str] = []
         if self.rebooter is not None:
+            # No new reboot is issued now; a proof in flight may finish (it powers its node back on).
+            self.rebooter.cancel(join_s=min(60.0, self.chaos.ready_deadline_s))
             problems += self.rebooter.restore_all()
         if self.writer is not None and not self._ended:
             try:

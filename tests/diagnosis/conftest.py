@@ -804,17 +804,20 @@ class World:
         scheduled: datetime,
         phase: str,
         node: str | None,
+        created: datetime | None = None,
         already_active: tuple[int, datetime, datetime] | None = None,
         **pod_fields: Any,
     ) -> dict[str, Any]:
         """Make the recurring job's CronJob list its Job of `scheduled` in status.active, that Job's
-        pod in `phase` on `node`, in place of the healthy 12:00 Job; `already_active` is the
-        (count, first, last) of the JobAlreadyActive events the CronJob logged since. Returns the Job."""
+        pod (created at `created`, default `scheduled`) in `phase` on `node`, in place of the healthy
+        12:00 Job; `already_active` is the (count, first, last) of the JobAlreadyActive events the
+        CronJob logged since. Returns the Job."""
         active = job(recurring_job_name, scheduled=scheduled)
         schedule = next(spec.cron for spec in JOBS if spec.name == recurring_job_name)
         blocked = cronjob(recurring_job_name, schedule=schedule, last_scheduled=scheduled, active=[active])
         self.remove("Job", job_name(recurring_job_name, clock("12:00")))
-        self.put(blocked, active, pod(active, phase=phase, node=node, created=scheduled, **pod_fields))
+        started = pod(active, phase=phase, node=node, created=created or scheduled, **pod_fields)
+        self.put(blocked, active, started)
         if already_active is not None:
             count, first, last = already_active
             self.put(

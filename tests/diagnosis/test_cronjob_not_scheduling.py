@@ -134,12 +134,6 @@ def test_active_job_whose_pod_sits_on_an_unreachable_node_blocks_the_cronjob(wor
 
 
 def test_an_active_job_within_two_ticks_is_not_blocking_yet(world, make):
-    scheduled = make.clock("11:58")
-    running = make.job("soak-snap", scheduled=scheduled)
-    world.put(
-        make.cronjob("soak-snap", schedule="*/2 * * * *", last_scheduled=scheduled, active=[running]),
-        running,
-        make.pod(running, phase="Running", node="node-1", created=scheduled),
-    )
+    world.block_cronjob("soak-snap", scheduled=make.clock("11:58"), phase="Running", node="node-1")
 
     assert world.diagnose() == []

@@ -99,26 +99,19 @@ def test_unschedulable_pending_pod_names_the_scheduler_message(world, make):
 
 @pytest.mark.parametrize("pending_for_s", [30, 110])
 def test_a_pending_pod_that_has_cost_no_tick_yet_is_not_stuck(world, make, pending_for_s):
-    created = make.NOW - timedelta(seconds=pending_for_s)
-    tick = make.clock("12:00")
-    young = make.job("soak-bak", scheduled=tick)
-    world.put(
-        make.cronjob("soak-bak", schedule="*/5 * * * *", last_scheduled=tick, active=[young]),
-        young,
-        make.pod(young, phase="Pending", node="node-1", created=created),
+    world.block_cronjob(
+        "soak-bak",
+        scheduled=make.clock("12:00"),
+        phase="Pending",
+        node="node-1",
+        created=make.NOW - timedelta(seconds=pending_for_s),
     )
 
     assert world.diagnose() == []
 
 
 def test_the_pending_threshold_alone_makes_a_finding(world, make):
-    tick = make.clock("12:00")
-    young = make.job("soak-bak", scheduled=tick)
-    world.put(
-        make.cronjob("soak-bak", schedule="*/5 * * * *", last_scheduled=tick, active=[young]),
-        young,
-        make.pod(young, phase="Pending", node="node-1", created=tick),
-    )
+    world.block_cronjob("soak-bak", scheduled=make.clock("12:00"), phase="Pending", node="node-1")
 
     findings = world.diagnose(thresholds=diagnosis.Thresholds(pending_pod_after_s=20))
 

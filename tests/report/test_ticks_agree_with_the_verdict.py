@@ -74,6 +74,23 @@ def test_late_error_and_pending_ticks_are_told_apart() -> None:
     assert rows[0].lag_s == 10.0
 
 
+def test_an_error_recorded_before_a_reboot_is_not_excused_by_it() -> None:
+    b = Builder(start_s=START_S, jobs=[job_spec("snap", task="snapshot")], lag_bound_s=120.0, volumes=["v"])
+    t0 = START_S + 90.0  # the first */2 tick after the start
+    b.fire(job="snap", volume="v", started_s=t0 + 1, done_s=None, state="Error", ts_s=t0 + 5)
+    b.fire(job="snap", volume="v", started_s=t0 + 121, done_s=None, state="Error", ts_s=t0 + 125)
+    b.reboot_cycle(node="n1", start_s=t0 + 100, ready_s=t0 + 200)
+    b.end(ts_s=t0 + 600)
+
+    rows = _assert_counts_match(b.ledger())
+
+    # The reboot began after the first tick's Error: it took the second tick, not the first.
+    assert [(r.outcome, r.cause, r.excused_by) for r in rows[:2]] == [
+        ("missed", "error", ()),
+        ("missed", "error", ("n1",)),
+    ]
+
+
 @st.composite
 def _runs(draw: st.DrawFn) -> ledger.Ledger:
     b = Builder(

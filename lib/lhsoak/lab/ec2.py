@@ -168,9 +168,13 @@ class Ec2Endpoint:
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.bind((LOOPBACK, 0))
-        self._port = listener.getsockname()[1]
-        await web.SockSite(self._runner, listener).start()
+        try:
+            listener.bind((LOOPBACK, 0))
+            self._port = listener.getsockname()[1]
+            await web.SockSite(self._runner, listener).start()
+        except BaseException:
+            listener.close()
+            raise
         logger.info("ec2 endpoint at %s (moto at %s)", self.url, self._moto_url)
 
     async def create_instances(self) -> None:
@@ -237,20 +241,21 @@ class Ec2Endpoint:
         import boto3
 
         client: Any = boto3.client("ec2", **dataclasses.asdict(self.credentials))
-        instance_ids = {}
-        for name in names:
-            reservation = client.run_instances(
-                ImageId=IMAGE_ID,
-                InstanceType=INSTANCE_TYPE,
-                MinCount=1,
-                MaxCount=1,
-                TagSpecifications=[
-                    {"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": name}]},
-                ],
-            )
-            instance_ids[name] = str(reservation["Instances"][0]["InstanceId"])
-        client.close()
-        return instance_ids
+        try:
+            return {name: self._run_instance(client, name) for name in names}
+        finally:
+            client.close()
+
+    @staticmethod
+    def _run_instance(client: Any, name: str) -> str:
+        reservation = client.run_instances(
+            ImageId=IMAGE_ID,
+            InstanceType=INSTANCE_TYPE,
+            MinCount=1,
+            MaxCount=1,
+            TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": name}]}],
+        )
+        return str(reservation["Instances"][0]["InstanceId"])
 
 
 _moto_lock = threading.Lock()

@@ -143,6 +143,19 @@ JOB = Kind(
     categories=("all",),
 )
 CRONJOB = Kind("batch", "v1", "CronJob", "cronjobs", True, ("cj",), categories=("all",))
+# Neither claims, volumes nor classes get metadata.generation from their registry strategies.
+PVC = Kind("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, ("pvc",), has_generation=False)
+PV = Kind("", "v1", "PersistentVolume", "persistentvolumes", False, ("pv",), has_generation=False)
+STORAGE_CLASS = Kind(
+    "storage.k8s.io",
+    "v1",
+    "StorageClass",
+    "storageclasses",
+    False,
+    ("sc",),
+    has_status=False,
+    has_generation=False,
+)
 
 
 def _longhorn(kind: str, plural: str, short_name: str, *, namespaced: bool = True) -> Kind:
@@ -175,6 +188,9 @@ ALL: tuple[Kind, ...] = (
     EVENT,
     JOB,
     CRONJOB,
+    PVC,
+    PV,
+    STORAGE_CLASS,
     LH_VOLUME,
     LH_RECURRING_JOB,
     LH_SNAPSHOT,

@@ -80,7 +80,11 @@ class LabProcess:
             return cls._wait_ready(state_dir, process, deadline_s=deadline_s)
         except BaseException:
             process.terminate()
-            process.wait(timeout=10)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
             raise
 
     @classmethod
@@ -177,8 +181,24 @@ def _log_tail(state_dir: Path, lines: int = 20) -> str:
 
 
 def running_lab(state_dir: Path) -> int:
-    """The pid of the lab recorded in `state_dir`; UsageError when there is none."""
+    """The pid of the lab recorded in `state_dir`; UsageError when there is none.
+
+    A stale pid file must not make `lab down` signal whatever process has that pid now: the process
+    must be an `lhsoak lab up` (its command line says so).
+    """
     path = state_dir / PID_FILE
     if not path.exists():
         raise errors.UsageError(f"no lab is running from {state_dir} (no {PID_FILE})")
-    return int(path.read_text().strip())
+    pid = int(path.read_text().strip())
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        path.unlink(missing_ok=True)
+        raise errors.UsageError(
+            f"the lab of {state_dir} (pid {pid}) is not running; removed its stale pid file"
+        ) from None
+    if b"lab" not in command or b"up" not in command:
+        raise errors.UsageError(
+            f"pid {pid} in {path} is not an lhsoak lab (stale pid file?); not signalling it"
+        )
+    return pid

@@ -107,6 +107,20 @@ def _outage_nodes(tick_s: float, outages: Iterable[verdict.Outage], *, lag_bound
     return tuple(sorted(nodes))
 
 
+def _nodes_excusing_error(tick_s: float, fire: ledger.Fire, result: verdict.Verdict) -> tuple[str, ...]:
+    """Of the outages over the tick's due time, those that may have caused its Error: as the verdict
+    rules, a tick whose artifact was already recorded in Error before a reboot began is not excused
+    by that reboot."""
+    nodes = {
+        outage.node
+        for outage in result.outages
+        if outage.start_s <= tick_s + result.lag_bound_s
+        and tick_s <= outage.end_s
+        and (outage.start_s <= tick_s or fire.ts_s >= outage.start_s)
+    }
+    return tuple(sorted(nodes))
+
+
 def _judge(
     job: str,
     volume: str,
@@ -122,6 +136,8 @@ def _judge(
         past = bisect.bisect_left(starts, next_s, lo=first)
         fire = fires[first] if past > first else None
         outcome, cause, lag_s = _outcome(tick_s, next_s, fire, result)
+        if cause == "error" and fire is not None and excused_by:
+            excused_by = _nodes_excusing_error(tick_s, fire, result)
         judged.append(
             TickRow(
                 job=job,

@@ -1,10 +1,11 @@
 """The lab cluster's brains, assembled: every controller wired to one store and one fleet.
 
-Control plane (paused while it is down, caught up when it is back): the CronJob, Job, scheduler and
-node lifecycle controllers of kube-controller-manager/kube-scheduler, and longhorn-manager's
-recurring-job, volume, snapshot and backup controllers (they run on the workers upstream, but see
-nothing without the API). Node side: one kubelet per machine, which keeps running its pods while
-the API is down and queues what it reports (see link.py).
+Control plane (paused while it is down, caught up when it is back): the CronJob, Job, scheduler,
+node lifecycle, persistent volume and attach-detach controllers of kube-controller-manager/
+kube-scheduler, Longhorn's CSI provisioner, and longhorn-manager's recurring-job, volume, snapshot
+and backup controllers (they run on the workers upstream, but see nothing without the API). Node
+side: one kubelet per machine, which keeps running its pods while the API is down and queues what
+it reports (see link.py).
 
 With `follow_control_plane` the assembly watches the control-plane machines itself: the API goes
 down when one stops its kubelet and comes back when all run theirs again; `on_api_change(up)` lets
@@ -20,8 +21,10 @@ from collections.abc import Callable
 
 from lhsoak.lab import kinds
 from lhsoak.lab.controllers import recurring_task
+from lhsoak.lab.controllers.attach_detach import AttachDetach
 from lhsoak.lab.controllers.backups import Backups
 from lhsoak.lab.controllers.cronjob import CronJobController
+from lhsoak.lab.controllers.csi import PROVISIONER_COMPONENT, LonghornCsi
 from lhsoak.lab.controllers.events import EventRecorder
 from lhsoak.lab.controllers.job import JobController
 from lhsoak.lab.controllers.kubelet import Kubelet
@@ -30,6 +33,7 @@ from lhsoak.lab.controllers.longhorn_manager import LonghornManager
 from lhsoak.lab.controllers.longhorn_volumes import LonghornVolumes
 from lhsoak.lab.controllers.meta import Obj
 from lhsoak.lab.controllers.nodelifecycle import NodeLifecycle
+from lhsoak.lab.controllers.persistent_volumes import PersistentVolumeController
 from lhsoak.lab.controllers.reconciler import Context, Reconciler
 from lhsoak.lab.controllers.scheduler import Scheduler
 from lhsoak.lab.controllers.waits import ObjectWaits
@@ -88,6 +92,11 @@ class LabControllers:
         )
         self.volumes = LonghornVolumes(ctx)
         self.backups = Backups(ctx, self._recorder("longhorn-backup-controller"))
+        self.persistent_volumes = PersistentVolumeController(
+            ctx, self._recorder("persistentvolume-controller")
+        )
+        self.csi = LonghornCsi(ctx, self._recorder(PROVISIONER_COMPONENT))
+        self.attach_detach = AttachDetach(ctx, self._recorder("attachdetach-controller"))
         self.control_plane: list[Reconciler] = [
             self.longhorn_manager,
             self.cronjobs,
@@ -96,6 +105,9 @@ class LabControllers:
             self.node_lifecycle,
             self.volumes,
             self.backups,
+            self.persistent_volumes,
+            self.csi,
+            self.attach_detach,
         ]
         self.kubelets = {m.name: Kubelet(ctx, m, self._run_container) for m in fleet}
 

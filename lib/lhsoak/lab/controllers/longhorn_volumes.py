@@ -5,6 +5,8 @@ label gets `recurring-job-group.longhorn.io/default=enabled` (datastore.FixupRec
 upstream on every volume create/update). Each volume is attached to one worker (`spec.nodeID`, or
 the worker with the fewest volumes): `status.state` is "attached" and robustness "healthy" while
 that node's kubelet runs, "detached"/"unknown" while it is down (its engine died with the node).
+A volume behind a PersistentVolume is attached only where its pod runs (spec.nodeID, set by
+attach_detach.py; none: detached).
 
 Snapshots: a Snapshot CR asking for a snapshot (`spec.createSnapshot`) becomes `readyToUse` with
 `creationTime` after `snapshot_ready_s`, once its volume is attached; it waits while the volume is
@@ -17,6 +19,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from lhsoak.lab import kinds
+from lhsoak.lab.controllers import storage
 from lhsoak.lab.controllers.longhorn_manager import (
     DEFAULT_GROUP,
     GROUP_LABEL_PREFIX,
@@ -110,13 +113,12 @@ class LonghornVolumes(Reconciler):
 
             volume = self.ctx.store.mutate(kinds.LH_VOLUME, name, label_default, namespace=NAMESPACE)
         status = dict(volume.get("status") or {})
-        # ownerID keeps the node a detached volume comes back to.
-        node = str((volume.get("spec") or {}).get("nodeID") or status.get("ownerID") or self._pick_node())
+        node, owner = self._attachment(volume, status)
         attached = node_up(self.ctx, node)
         wanted = {
             **status,
             "currentNodeID": node if attached else "",
-            "ownerID": node,
+            "ownerID": owner,
             "state": "attached" if attached else "detached",
             "robustness": "healthy" if attached else "unknown",
             "frontendDisabled": False,
@@ -128,6 +130,16 @@ class LonghornVolumes(Reconciler):
                 obj["status"] = wanted
 
             self.ctx.store.mutate(kinds.LH_VOLUME, name, write, namespace=NAMESPACE, subresource="status")
+
+    def _attachment(self, volume: Obj, status: Obj) -> tuple[str, str]:
+        """(node to attach to, "" for none; ownerID). A PV's volume goes where its pod runs: spec.nodeID
+        as the CSI attach sets it (attach_detach.py). The lab's bare volumes stay attached, to
+        spec.nodeID or their owner: ownerID keeps the node a detached volume comes back to."""
+        requested = str((volume.get("spec") or {}).get("nodeID") or "")
+        if storage.has_persistent_volume(self.ctx.store, volume["metadata"]["name"]):
+            return requested, requested or str(status.get("ownerID") or "") or self._pick_node()
+        node = requested or str(status.get("ownerID") or "") or self._pick_node()
+        return node, node
 
     def _pick_node(self) -> str:
         workers = [m.name for m in self.ctx.fleet if m.role == "worker"] or self.ctx.fleet.names

@@ -9,7 +9,9 @@ running the fewest pods wins, ties broken by the seeded rng.
 
 Bound: `spec.nodeName`, condition PodScheduled=True, event Scheduled. Unschedulable: condition
 PodScheduled=False reason Unschedulable with the upstream-style message, event FailedScheduling;
-the pod is retried whenever a Node changes.
+the pod is retried whenever a Node changes. A pod whose PersistentVolumeClaims are missing, being
+deleted or unbound is rejected before any node is looked at (the VolumeBinding plugin's PreFilter)
+and retried whenever a claim changes.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from lhsoak.lab import kinds
+from lhsoak.lab.controllers import storage
 from lhsoak.lab.controllers.events import EventRecorder
 from lhsoak.lab.controllers.meta import Key, Obj, condition, key_of, object_ref, rfc3339, set_condition
 from lhsoak.lab.controllers.reconciler import Context, Reconciler
@@ -46,7 +49,7 @@ class Scheduler(Reconciler):
     """Binds unscheduled pods that name the default scheduler."""
 
     name = SCHEDULER_NAME
-    kinds = (kinds.POD, kinds.NODE)
+    kinds = (kinds.POD, kinds.NODE, kinds.PVC)
 
     def __init__(self, ctx: Context, recorder: EventRecorder) -> None:
         super().__init__(ctx)
@@ -56,7 +59,7 @@ class Scheduler(Reconciler):
 
     def observe(self, event: WatchEvent) -> None:
         obj = event.object
-        if event.kind == kinds.NODE:
+        if event.kind in (kinds.NODE, kinds.PVC):
             for key in list(self._unschedulable):
                 self.enqueue(key)
             return
@@ -80,6 +83,11 @@ class Scheduler(Reconciler):
             self._unschedulable.discard(key)
             return None
         nodes, _ = self.ctx.store.list(kinds.NODE)
+        claims_problem = storage.unbound_claims_reason(self.ctx.store, pod)
+        if claims_problem is not None:
+            self._unschedulable.add(key)
+            self._mark_unschedulable(pod, len(nodes), Counter(), prefilter=claims_problem)
+            return None
         feasible, reasons = self._filter(pod, nodes)
         if not feasible:
             self._unschedulable.add(key)
@@ -132,9 +140,12 @@ class Scheduler(Reconciler):
             object_ref(pod), "Normal", "Scheduled", f"Successfully assigned {namespace}/{name} to {node_name}"
         )
 
-    def _mark_unschedulable(self, pod: Obj, node_count: int, reasons: Counter[str]) -> None:
+    def _mark_unschedulable(
+        self, pod: Obj, node_count: int, reasons: Counter[str], *, prefilter: str | None = None
+    ) -> None:
         namespace, name = key_of(pod)
-        parts = ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
+        # A PreFilter rejection is reported without per-node counts (FitError.Error, k8s >= 1.27).
+        parts = prefilter or ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
         message = (
             f"0/{node_count} nodes are available: {parts}. preemption: 0/{node_count} nodes are "
             f"available: {node_count} Preemption is not helpful for scheduling."

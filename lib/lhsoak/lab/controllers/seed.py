@@ -2,7 +2,8 @@
 
 Namespaces default, kube-system and longhorn-system; one Node per machine (control-plane nodes
 labelled and tainted `node-role.kubernetes.io/control-plane:NoSchedule`); a Longhorn Node per
-worker; BackupTarget `default` (available); Longhorn's Settings with their defaults. Seeding is
+worker; BackupTarget `default` (available); Longhorn's Settings with their defaults; StorageClass
+`longhorn` (provisioner driver.longhorn.io, the default class, as Longhorn's chart). Seeding is
 idempotent: objects that exist are left alone. `seed_volume` adds a Longhorn Volume.
 """
 
@@ -13,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from lhsoak.lab import kinds
+from lhsoak.lab.controllers import storage
 from lhsoak.lab.controllers.backups import TARGET_NAME, TARGET_URL
 from lhsoak.lab.controllers.kubelet import node_conditions
 from lhsoak.lab.controllers.longhorn_manager import DEFAULT_SETTINGS, NAMESPACE
@@ -69,6 +71,7 @@ def seed(
             {"metadata": {"name": name, "namespace": NAMESPACE}, "value": value},
             status={"applied": True},
         )
+    _create(store, kinds.STORAGE_CLASS, storage.longhorn_storage_class())
 
 
 def seed_volume(
