@@ -235,10 +235,12 @@ class Rebooter:
             # the Ready condition's transition is the proof.
             return (boot_id or "unchanged") if transitioned else None
 
+        # One deadline from the reboot to Ready, whatever part of it the machine-level proof used.
+        remaining_s = max(1.0, self._ready_deadline_s - (self._clock() - result.started_s))
         return self._view.wait_for(
             check,
             what=f"node {result.node} Ready with a new boot id (was {result.old_boot_id})",
-            deadline_s=self._ready_deadline_s,
+            deadline_s=remaining_s,
             seen=lambda view: _describe_node(view, result.node),
             progress=self._progress,
         )
