@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from lhsoak.lab import ec2
 from lhsoak.lab.process import LabProcess
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,6 +24,14 @@ LAB_SOAK_OPTIONS = (
     "--down-deadline=30",
     "--ready-deadline=60",
 )
+
+
+# The lab's EC2 endpoint takes any key; the AWS driver still wants credentials from its usual chain.
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": ec2.FAKE_ACCESS_KEY_ID,
+    "AWS_SECRET_ACCESS_KEY": ec2.FAKE_SECRET_ACCESS_KEY,
+    "AWS_DEFAULT_REGION": ec2.REGION,
+}
 
 
 @pytest.fixture

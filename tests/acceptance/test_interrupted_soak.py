@@ -22,7 +22,7 @@ from lhsoak import inventory, ledger
 from lhsoak.lab import ec2
 from lhsoak.lab.process import LabProcess
 
-from .conftest import LAB_SOAK_OPTIONS, lhsoak
+from .conftest import AWS_ENV, LAB_SOAK_OPTIONS, lhsoak
 
 NS = "longhorn-system"
 USER_JOB = {
@@ -38,11 +38,6 @@ USER_JOB = {
         "groups": ["default"],
         "labels": {},
     },
-}
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": ec2.FAKE_ACCESS_KEY_ID,
-    "AWS_SECRET_ACCESS_KEY": ec2.FAKE_SECRET_ACCESS_KEY,
-    "AWS_DEFAULT_REGION": ec2.REGION,
 }
 
 

@@ -8,11 +8,12 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from kubernetes import client, config
 
 from lhsoak import inventory
 from lhsoak.lab.process import LabProcess
 
-from .conftest import LAB_SOAK_OPTIONS, lhsoak
+from .conftest import AWS_ENV, LAB_SOAK_OPTIONS, lhsoak
 
 
 def _soak_on_the_lab(tmp_path: Path, profile: str) -> tuple[int, str]:
@@ -60,8 +61,32 @@ def test_a_plan_needing_a_node_the_inventory_lacks_is_refused(lab: LabProcess, t
         "--",
         *LAB_SOAK_OPTIONS,
         "--plan=all-workers",
+        env=AWS_ENV,
     )
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 2, output
     assert "worker-3" in output
     assert not list((tmp_path / "reports").glob("*/ledger.jsonl")), "a refused soak must not start a run"
+
+
+def test_a_dry_run_prints_the_plan_and_touches_nothing(lab: LabProcess, tmp_path: Path) -> None:
+    process = lhsoak(
+        "soak",
+        f"--kubeconfig={lab.kubeconfig}",
+        f"--inventory={lab.inventory}",
+        f"--reports-dir={tmp_path / 'reports'}",
+        "--",
+        *LAB_SOAK_OPTIONS,
+        "--plan=worker",
+        "--iterations=4",
+        "--dry-run",
+        env=AWS_ENV,
+    )
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, output
+    for step in ("step 1: worker reboot of worker-1", "step 4: worker reboot of worker-1", "job soak-backup"):
+        assert step in output
+    assert not list((tmp_path / "reports").glob("*/ledger.jsonl"))
+    custom = client.CustomObjectsApi(config.new_client_from_config(config_file=str(lab.kubeconfig)))
+    jobs = custom.list_namespaced_custom_object("longhorn.io", "v1beta2", "longhorn-system", "recurringjobs")
+    assert jobs["items"] == []
