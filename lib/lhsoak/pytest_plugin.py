@@ -74,6 +74,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--ticks-after", type=int, default=2, help="ticks to watch after the last step (default 2)")
     add("--down-deadline", type=float, default=300.0, help="seconds a node may take to go down")
     add("--ready-deadline", type=float, default=900.0, help="seconds a node may take to be Ready again")
+    add(
+        "--probe-interval",
+        type=float,
+        default=2.0,
+        help="seconds between SSH/cloud probes of a rebooting node",
+    )
     add("--allow-seconds-cron", action="store_true", help="accept 6-field crons (seconds first): lab only")
     add("--run-id", default=None, help="run id (default: time-based)")
     add("--reports-dir", type=Path, default=Path("reports"), help="where <run-id>/ goes (default reports)")
@@ -152,6 +158,7 @@ def build_run(options: pytest.Config, *, progress: Any) -> soak.SoakRun:
             seed=get("seed"),
             down_deadline_s=get("down_deadline"),
             ready_deadline_s=get("ready_deadline"),
+            poll_interval_s=get("probe_interval"),
         ),
         progress=progress,
         phase=report.phase,

@@ -373,7 +373,9 @@ class Recorder:
                 self._recorded[name] = signature
                 self.fires[name] = artifact
                 record = artifact.as_record()
-            self._write(record)
+        # Written outside the lock: the fsync must not hold up the other watchers. One object's
+        # changes all come through its own watcher thread, so its records stay in order.
+        self._write(record)
 
     def _on_event(self, obj: Obj) -> None:
         reason = obj.get("reason", "")

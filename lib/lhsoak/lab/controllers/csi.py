@@ -57,7 +57,10 @@ class LonghornCsi(Reconciler):
     def __init__(self, ctx: Context, recorder: EventRecorder) -> None:
         super().__init__(ctx)
         self.recorder = recorder
-        self._identity = f"{int(ctx.clock() * 1000)}-{ctx.rng.randrange(10000)}-{storage.DRIVER}"
+        # external-provisioner: "<start time ms>-<random 0..9999>-<driver>"; its own rng keeps the
+        # controllers' shared jitter sequence as it was.
+        draw = ctx.profile.rng("csi-provisioner").randrange(10000)
+        self._identity = f"{int(ctx.clock() * 1000)}-{draw}-{storage.DRIVER}"
 
     def observe(self, event: WatchEvent) -> None:
         obj = event.object
