@@ -4,9 +4,9 @@ One healthy lab, the soak's two volumes and two recurring jobs (every 4 s, as `m
 lab). Three phases, one after the other, each read from the lab's own `apiserver_request_total`
 counters (resource requests only; a WATCH counts when it ends, so each phase is read once every
 watch has ended):
-- the recorder alone for 30 s, then for 90 s (3× the ticks): list + watch of the 9 resources it
+- the recorder alone for 30 s, then for 90 s (3× the ticks): list + watch of the 10 resources it
   follows, re-watching when the server ends a watch (the recorder asks for 60 s watches);
-- a polling baseline doing the same job the naive way: every 1 s, LIST the same 9 resources in the
+- a polling baseline doing the same job the naive way: every 1 s, LIST the same 10 resources in the
   same namespaces, for 30 s (its rate does not depend on the duration: one round per second).
 Goal: the recorder's requests do not grow with the ticks, and are at least 20× fewer than polling.
 """
@@ -36,6 +36,7 @@ def run() -> dict[str, object]:
         soak = config.Soak(
             run_id="bench-apiload",
             jobs=config.default_jobs(CRON),
+            volume_mode="volume",
             reports_dir=Path(tmp),
             allow_seconds_cron=True,
         )
@@ -88,6 +89,7 @@ def _recorder_phase(
     writer.close()
     api.close()
     delta = counters.read_when_no_watch_is_open().minus(before)
+    _check_same_resources(delta)
     written = ledger.read(path)
     return _phase_figures(delta, seconds=stopped_s - started_s, ticks=_ticks(started_s, stopped_s)) | {
         "artifacts_recorded": len({fire.object for fire in written.fires}),
@@ -114,6 +116,17 @@ def _polling_phase(lab: LabProcess, counters: _lab.ApiCounters, *, duration_s: f
     return _phase_figures(delta, seconds=stopped_s - started_s, ticks=_ticks(started_s, stopped_s)) | {
         "rounds": rounds
     }
+
+
+def _check_same_resources(recorder_requests: Counter[_lab.RequestKey]) -> None:
+    """The baseline must poll what the recorder watches: its LISTs name the same resources."""
+    listed = {resource for verb, resource in recorder_requests if verb == "LIST"}
+    polled = {resource.plural for resource in _lab.WATCHED}
+    if listed != polled:
+        raise RuntimeError(
+            f"the recorder listed {sorted(listed)} but the baseline polls {sorted(polled)}: "
+            "update _lab.WATCHED"
+        )
 
 
 def _phase_figures(delta: Counter[_lab.RequestKey], *, seconds: float, ticks: int) -> dict[str, Any]:

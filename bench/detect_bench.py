@@ -55,7 +55,10 @@ def detection(outcome: _lab.SoakOutcome) -> dict[str, Any]:
         for tick in row.missed_ticks_s
     )
     if not missed:
-        return {"error": "the soak missed no tick: nothing to detect", "passed": outcome.verdict.passed}
+        return {
+            "error": "the soak missed no tick: nothing to detect",
+            "verdict_passed": outcome.verdict.passed,
+        }
     tick, job, volume = missed[0]
     noticed = [note for note in outcome.ledger.notes if note.text.startswith("missed tick")]
     noticed_s = noticed[0].ts_s if noticed else None

@@ -2,8 +2,8 @@
 
 Read from the full-cluster restart soak that `throughput` also reads (20 restarts × 4 nodes, SSH
 probed every 0.1 s as the regression suite does), plus a 3-restart soak with the reboot driver's
-default probe interval (2 s, what `make soak` uses against the lab), because that interval is the
-one wait of a reboot that is a poll and not an event.
+default probe interval (`config.Plan.poll_interval_s`, 2 s: what a soak uses unless told
+otherwise), because that interval is the one wait of a reboot that is a poll and not an event.
 
 Per node reboot, on one clock (this machine's):
 - SSH answers: the lab's log line "<node>: sshd listening" after the reboot's `start` (the lab
@@ -20,10 +20,12 @@ import dataclasses
 from typing import Any
 
 from bench import _lab
-from lhsoak import ledger
+from lhsoak import config, ledger
 
-DEFAULT_PROBE = dataclasses.replace(_lab.RESTARTS, iterations=3, poll_interval_s=2.0)
-"""The same soak with the reboot driver's default SSH probe interval (config.Plan: 2 s)."""
+DEFAULT_PROBE = dataclasses.replace(
+    _lab.RESTARTS, iterations=3, poll_interval_s=config.Plan().poll_interval_s
+)
+"""The same soak with the reboot driver's default SSH probe interval."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +49,7 @@ class NodeBack:
 def run() -> dict[str, object]:
     return {
         "probe_0.1s": _figures(_lab.restart_soak()),
-        "probe_2s_default": _figures(_lab.restart_soak(DEFAULT_PROBE)),
+        f"probe_{DEFAULT_PROBE.poll_interval_s:g}s_default": _figures(_lab.restart_soak(DEFAULT_PROBE)),
     }
 
 
@@ -63,6 +65,8 @@ def _figures(soak: _lab.RestartSoak) -> dict[str, Any]:
     ]
     overall = _lab.summary(step_overheads)
     return {
+        "restarts": len(soak.outcome.steps),
+        "soak_passed": soak.outcome.verdict.passed,
         "node_reboots": len(backs),
         "unobserved": sum(1 for b in backs if b.back_s is None),
         "ssh_answers_to_harness_up_s": _lab.summary(

@@ -98,7 +98,12 @@ def measure_lab(volumes: int) -> dict[str, Any]:
     with _lab.running_lab() as lab, tempfile.TemporaryDirectory(prefix="lhsoak-scale-") as tmp:
         _lab.say(f"{volumes} volumes (lab): creating them and the two recurring jobs")
         soak = config.Soak(
-            run_id=run_id, jobs=JOBS, volumes=volumes, reports_dir=Path(tmp), allow_seconds_cron=True
+            run_id=run_id,
+            jobs=JOBS,
+            volumes=volumes,
+            volume_mode="volume",
+            reports_dir=Path(tmp),
+            allow_seconds_cron=True,
         )
         api = _lab.connect(lab)
         setup = longhorn.Setup(api, soak, on_step=lambda _text: None)

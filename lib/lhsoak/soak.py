@@ -261,6 +261,9 @@ class SoakRun:
             with self._lock:
                 for result in outcome.reboots:
                     self._outages.append(monitor.Outage(result.node, result.started_s, result.ready_s))
+        writers = self._require(self.setup).writers
+        if writers is not None:
+            writers.revive(writers.claims())
         with self.phase("every job fires again on every volume"):
             self._wait_recovered(step, outcome, misses_before)
         if self.chaos.pause_s:

@@ -8,6 +8,7 @@ driver made (`pvc-<uid>`, the PV's name). Everything here carries the run label,
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -164,6 +165,44 @@ class Writers:
                 f"timed out after {self._workload.ready_deadline_s:.0f}s waiting for PVC {ns}/{claim} to be "
                 f"bound to an attached Longhorn volume with its writer Running; saw {seen[0]}"
             ) from None
+
+    def revive(self, claims: list[str]) -> list[str]:
+        """Recreate writers a reboot ended (Failed by graceful node shutdown, or evicted): a bare pod
+        is not replaced by anyone, and its volume stays detached — which a recurring job skips.
+        Returns the writers recreated."""
+        ns = self._workload.namespace
+        revived = []
+        for claim in claims:
+            name = f"{claim}-writer"
+            pod = self._api.find(cluster.PODS, name, namespace=ns)
+            phase = ((pod or {}).get("status") or {}).get("phase")
+            if pod is not None and phase not in ("Failed", "Succeeded"):
+                continue
+            if pod is not None:
+                with contextlib.suppress(cluster.NotFoundError):
+                    self._api.delete(cluster.PODS, name, namespace=ns)
+            writer = writer_pod_object(name, claim=claim, run_id=self._run_id, workload=self._workload)
+            self._wait_created(writer)
+            revived.append(name)
+            self._on_step(f"writer {ns}/{name} was {phase or 'gone'} after the reboot: recreated it")
+        return revived
+
+    def _wait_created(self, writer: Obj) -> None:
+        # The old pod's name may still be taken for a moment while it is being deleted.
+        tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(cluster.ConflictError),
+            wait=tenacity.wait_fixed(0.2),
+            stop=tenacity.stop_after_delay(30),
+            reraise=True,
+        )(self._api.create, cluster.PODS, writer, namespace=self._workload.namespace)
+
+    def claims(self) -> list[str]:
+        """The soak's PVC names (the run label finds them)."""
+        selector = f"{config.RUN_LABEL}={self._run_id}"
+        items = self._api.list(
+            cluster.PVCS, namespace=self._workload.namespace, label_selector=selector
+        ).items
+        return sorted(obj["metadata"]["name"] for obj in items)
 
     def remove(self) -> list[str]:
         """Delete the writers and PVCs (Longhorn deletes the volumes with them), and a namespace we made."""

@@ -71,7 +71,7 @@ def seed(
             {"metadata": {"name": name, "namespace": NAMESPACE}, "value": value},
             status={"applied": True},
         )
-    pass  # TEMP
+    _create(store, kinds.STORAGE_CLASS, storage.longhorn_storage_class())
 
 
 def seed_volume(
