@@ -150,7 +150,8 @@ _PROFILES: dict[str, dict[str, Any]] = {
     "healthy": {},
     "stuck-pending": {"lost_pod_fate": "stuck-pending"},
     "stuck-backup": {"backup_on_node_loss": "stuck"},
-    "error-backups": {"outage_backup_error_s": 2.0},
+    # Longer than one 4-second lab tick, so every outage leaves at least one stale-lock Error behind.
+    "error-backups": {"outage_backup_error_s": 6.0},
     "backup-target-down": {"target_down_after_s": 3.0, "target_down_for_s": 3.0},
 }
 
