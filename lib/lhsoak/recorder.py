@@ -164,8 +164,13 @@ class Recorder:
         clock: Callable[[], float] = time.time,
         backoff_s: tuple[float, float] = (0.2, 5.0),
         watch_timeout_s: int = 60,
+        on_node_back: Callable[[str], None] | None = None,
     ) -> None:
+        """`on_node_back(node)` is called (on a watcher thread) when a Node is seen Ready with a boot
+        id not seen Ready before: a reboot's proof can look at the machine at once."""
         self._api = api
+        self._on_node_back = on_node_back
+        self._ready_boots: dict[str, str | None] = {}
         self._writer = writer
         self._snapshot_jobs = frozenset(name for name, task in jobs.items() if task == "snapshot")
         self._backup_jobs = frozenset(name for name, task in jobs.items() if task == "backup")
@@ -331,7 +336,21 @@ class Recorder:
         elif resource is cluster.BACKUP_TARGETS and event_type != "DELETED":
             self._on_condition_change("BackupTarget", obj, _target_state(obj))
         elif resource is cluster.NODES and event_type != "DELETED":
-            self._on_condition_change("Node", obj, _node_state(obj))
+            state = _node_state(obj)
+            self._on_condition_change("Node", obj, state)
+            self._note_ready_boot(obj, ready=state[0] == "ok")
+
+    def _note_ready_boot(self, node: Obj, *, ready: bool) -> None:
+        # Back = Ready again after not Ready (a container restart keeps its boot id), or Ready with
+        # a new boot id (a reboot faster than the node-monitor grace period never shows NotReady).
+        name = node["metadata"]["name"]
+        boot_id = str(((node.get("status") or {}).get("nodeInfo") or {}).get("bootID") or "")
+        with self._lock:
+            first_sight = name not in self._ready_boots
+            before = self._ready_boots.get(name)
+            self._ready_boots[name] = boot_id if ready else None
+        if ready and not first_sight and before != boot_id and self._on_node_back is not None:
+            self._on_node_back(name)
 
     def _on_condition_change(self, kind: str, obj: Obj, state: tuple[str, str, str]) -> None:
         """A note when a node's Ready or a backup target's availability changes: the story of the run."""

@@ -98,6 +98,8 @@ class SoakRun:
         self._outages: list[monitor.Outage] = []
         self._lock = threading.Lock()
         self._ended = False
+        # Node Ready events (from the recorder) cut the reboot drivers' probe pauses short.
+        self.nudge = chaos_driver.Nudge()
 
     # -- phase 0: check inputs and the target before touching anything ---------------------------
 
@@ -122,7 +124,9 @@ class SoakRun:
             if self.inventory is None:
                 raise errors.UsageError(f"plan {self.chaos.kind!r} reboots nodes: pass --inventory")
             options = chaos_driver.DriverOptions(
-                insecure_host_keys=self.target.insecure_host_keys, poll_interval_s=self.chaos.poll_interval_s
+                insecure_host_keys=self.target.insecure_host_keys,
+                poll_interval_s=self.chaos.poll_interval_s,
+                sleep=self.nudge.sleep,
             )
             self.drivers = chaos_driver.drivers_for(self.inventory, needed, options=options)
             for node, driver in self.drivers.items():
@@ -178,6 +182,7 @@ class SoakRun:
             jobs={job.name: job.task for job in self.soak.jobs},
             volumes=self.setup.volumes,
             clock=self.clock,
+            on_node_back=lambda _node: self.nudge.nudge(),
         )
         self.recorder.start()
         self.recorder.wait_synced(deadline_s=60)

@@ -41,6 +41,7 @@ def lab_soak(tmp_path: Path) -> Iterator[object]:
         phase: config.Phase = "during-backup",
         kind: config.PlanKind = "cluster",
         remediate: bool = False,
+        ticks_after_chaos: int = 2,
     ) -> Outcome:
         lab = LabProcess.start(state_dir=tmp_path / f"lab-{profile}", profile=profile)
         labs.append(lab)
@@ -53,6 +54,7 @@ def lab_soak(tmp_path: Path) -> Iterator[object]:
                 reports_dir=tmp_path / "reports",
                 allow_seconds_cron=True,
                 remediate=remediate,
+                ticks_after_chaos=ticks_after_chaos,
             ),
             target=config.Target(
                 kubeconfig=lab.kubeconfig, inventory=lab.inventory, allowed_contexts=(lab.context,)

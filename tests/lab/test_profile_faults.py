@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 
@@ -188,12 +189,21 @@ def test_backups_around_a_node_outage(profile_name: str) -> None:
     asyncio.run(scenario())
 
 
-@pytest.mark.parametrize("profile_name", ["healthy", "backup-target-down"])
-def test_backup_target_outage(profile_name: str) -> None:
+TIMED_FROM_START = {
+    "target_down_after_s": 1.5,
+    "target_down_after_first_backup_s": None,
+    "target_down_for_s": 2.0,
+}
+
+
+@pytest.mark.parametrize(
+    ("profile_name", "overrides"),
+    [("healthy", {}), ("backup-target-down", {}), ("backup-target-down", TIMED_FROM_START)],
+    ids=["healthy", "after-the-first-backup", "timed-from-the-start"],
+)
+def test_backup_target_outage(profile_name: str, overrides: dict[str, Any]) -> None:
     async def scenario() -> None:
-        profile = profiles.get(profile_name)
-        if profile_name == "backup-target-down":
-            profile = profiles.get(profile_name, target_down_after_s=1.5, target_down_for_s=2.0)
+        profile = profiles.get(profile_name, **overrides)
         async with InProcessLab(profile) as lab:
             availability: list[bool] = []
 

@@ -20,13 +20,19 @@ def test_every_named_profile_builds_with_its_fault_switch() -> None:
     assert profiles.get("stuck-pending").lost_pod_fate == "stuck-pending"
     assert profiles.get("stuck-backup").backup_on_node_loss == "stuck"
     assert profiles.get("error-backups").outage_backup_error_s is not None
-    assert profiles.get("backup-target-down").target_down_after_s is not None
+    assert profiles.get("backup-target-down").target_down_after_first_backup_s is not None
     faults = {
-        name: (p.lost_pod_fate, p.backup_on_node_loss, p.outage_backup_error_s, p.target_down_after_s)
+        name: (
+            p.lost_pod_fate,
+            p.backup_on_node_loss,
+            p.outage_backup_error_s,
+            p.target_down_after_s,
+            p.target_down_after_first_backup_s,
+        )
         for name in profiles.NAMES
         for p in [profiles.get(name)]
     }
-    assert faults["healthy"] == ("replaced", "error", None, None)
+    assert faults["healthy"] == ("replaced", "error", None, None, None)
 
 
 def test_overrides_replace_fields_and_feed_the_machine_timings() -> None:

@@ -13,7 +13,9 @@ A driver reboots one node and proves it at the machine level. The caller's seque
 node never went down, or came back with the same boot id) raises `RebootNotObserved`; a node that
 does not come back within the deadline raises `NodeNotBack`; both say what was seen. Every wait polls
 through `wait_for`: tenacity with a deadline, an attempt cap and a log line per attempt, on the
-injectable `clock` and `sleep` of `DriverOptions`.
+injectable `clock` and `sleep` of `DriverOptions`. A `Nudge` as that `sleep` lets someone who watches
+the cluster cut the pauses short: when the Node turns Ready, the ssh probe runs at once instead of
+at the next poll, so the poll interval does not add to the reboot's wait.
 
 Boot ids are kernel boot ids (/proc/sys/kernel/random/boot_id), the same value the kubelet reports as
 `status.nodeInfo.bootID`, so the cluster layer can compare them. Drivers that cannot read one (a
@@ -26,6 +28,7 @@ from __future__ import annotations
 import importlib
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -66,6 +69,33 @@ class DriverOptions:
         for name in ("connect_timeout_s", "poll_interval_s", "command_timeout_s", "restore_deadline_s"):
             if getattr(self, name) <= 0:
                 raise errors.UsageError(f"{name} must be > 0, got {getattr(self, name)}")
+
+
+class Nudge:
+    """A `Sleep` that returns early when nudged: pauses between probes end when news arrives.
+
+    Each sleeping thread wakes once per nudge; a nudge that came while a thread was probing ends that
+    thread's next pause at once, so news is never missed between two looks.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._generation = 0
+        self._seen = threading.local()
+
+    def nudge(self) -> None:
+        """Wake every pause in progress (and each thread's next one, if it has not woken since)."""
+        with self._changed:
+            self._generation += 1
+            self._changed.notify_all()
+
+    def sleep(self, seconds: float) -> None:
+        with self._changed:
+            seen = getattr(self._seen, "generation", None)
+            if seen is None:
+                seen = self._generation
+            self._changed.wait_for(lambda: self._generation != seen, timeout=max(0.0, seconds))
+            self._seen.generation = self._generation
 
 
 class DriverError(Exception):

@@ -13,8 +13,8 @@ A profile is a frozen set of durations plus switches that turn on one upstream f
 - ``error-backups``: longhorn#7854. Backups started while a node is down, or shortly after it is
   back (a stale backupstore lock), end in Error ("failed lock ... acquisition"); Error backups are
   never cleaned up by the job, so they pile up past ``retain``.
-- ``backup-target-down``: the backup target becomes unavailable for a while (as an unreachable
-  S3); backups started or running meanwhile end in Error.
+- ``backup-target-down``: the backup target becomes unavailable for a while once backups run (as an
+  unreachable S3); backups started or running meanwhile end in Error.
 
 Durations are compressed: the lab runs cron schedules with a seconds field, so what takes a minute
 on a real cluster takes a second or two here. Each docstring gives the real-world figure.
@@ -110,6 +110,9 @@ class Profile:
     target_down_after_s: float | None = None
     """Seconds after the controllers start when the backup target becomes unavailable; None never
     (None)."""
+    target_down_after_first_backup_s: float | None = None
+    """Seconds after the first backup starts when the backup target becomes unavailable, so the
+    outage falls inside whatever window a soak watches; None never (None)."""
     target_down_for_s: float = 0.0
     """How long each backup target outage lasts, seconds (0)."""
     target_down_every_s: float | None = None
@@ -152,7 +155,9 @@ _PROFILES: dict[str, dict[str, Any]] = {
     "stuck-backup": {"backup_on_node_loss": "stuck"},
     # Longer than one 4-second lab tick, so every outage leaves at least one stale-lock Error behind.
     "error-backups": {"outage_backup_error_s": 6.0},
-    "backup-target-down": {"target_down_after_s": 3.0, "target_down_for_s": 3.0},
+    # Keyed to the first backup, not to the lab's start: a soak that starts late (a loaded machine)
+    # still sees the outage; it outlasts one 4-second tick, so at least one backup ends in Error.
+    "backup-target-down": {"target_down_after_first_backup_s": 0.5, "target_down_for_s": 6.0},
 }
 
 NAMES: tuple[str, ...] = tuple(_PROFILES)

@@ -77,6 +77,7 @@ class Backups(Reconciler):
         self._nodes_down: set[str] = set()
         self._lock_clear_at = 0.0
         self._outage_timer: asyncio.TimerHandle | None = None
+        self._backups_seen = False
 
     # -- lifecycle --
 
@@ -106,6 +107,14 @@ class Backups(Reconciler):
         self.enqueue((_TARGET, TARGET_NAME))
         for name in list(self._runs):
             self.enqueue((_BACKUP, name))
+
+    def _first_backup_seen(self) -> None:
+        if self._backups_seen:
+            return
+        self._backups_seen = True
+        after_s = self.ctx.profile.target_down_after_first_backup_s
+        if after_s is not None and self._outage_timer is None:
+            self._outage_timer = self.ctx.loop.call_later(after_s, self._target_outage)
 
     def _target_outage(self) -> None:
         profile = self.ctx.profile
@@ -210,6 +219,7 @@ class Backups(Reconciler):
         now_s = self.ctx.clock()
         run = self._runs.get(name)
         if run is None:
+            self._first_backup_seen()
             node = str((volume.get("status") or {}).get("ownerID") or "")
             run = self._runs[name] = _Run(node=node, due_s=now_s)
         if run.stuck:
