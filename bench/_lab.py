@@ -25,7 +25,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -503,6 +503,8 @@ class RecorderCost:
     """Whether VmHWM could be reset (if not, the peak includes start-up)."""
     started_s: float
     stopped_s: float
+    fsyncs: int = 0
+    """fsync calls while recording (0 when they were made no-ops)."""
 
 
 def open_ledger(
@@ -541,9 +543,10 @@ def record_in_child(job: RecorderJob) -> RecorderCost:
 
 def record(job: RecorderJob) -> RecorderCost:
     """The child's work: connect, write the run record, record the window, end the ledger."""
-    if not job.fsync:
-        # Replacing a function of the os module on purpose, in this throwaway process only.
-        os.fsync = _no_fsync  # type: ignore[assignment]
+    # Replacing a function of the os module on purpose, in this throwaway process only: to count
+    # the ledger's fsyncs, or to price them (a no-op).
+    fsyncs = _FsyncCount(os.fsync)
+    os.fsync = _no_fsync if not job.fsync else fsyncs  # type: ignore[assignment]
     api = cluster.Cluster.connect(kubeconfig=job.kubeconfig, context=job.context, allowed=(job.context,))
     start_at_s, stop_at_s = job.window(time.time())
     timer = threading.Event()  # never set: its waits are for time itself
@@ -563,6 +566,7 @@ def record(job: RecorderJob) -> RecorderCost:
     rss_before = _proc_status_kb("VmRSS")
     peak_reset = _reset_peak_rss()
     cpu_before, wall_before = cpu_s(), time.perf_counter()
+    fsyncs.calls = 0
     started_s = time.time()
     rec.start()
     rec.wait_synced(deadline_s=60)
@@ -580,11 +584,24 @@ def record(job: RecorderJob) -> RecorderCost:
         peak_reset=peak_reset,
         started_s=started_s,
         stopped_s=stopped_s,
+        fsyncs=fsyncs.calls,
     )
     writer.append({"type": "end", "reason": "completed"})
     writer.close()
     api.close()
     return cost
+
+
+class _FsyncCount:
+    """os.fsync, counted."""
+
+    def __init__(self, real: Callable[[int], None]) -> None:
+        self.real = real
+        self.calls = 0
+
+    def __call__(self, fd: int) -> None:
+        self.calls += 1
+        self.real(fd)
 
 
 def _no_fsync(_fd: object) -> None:

@@ -142,6 +142,7 @@ def _row(cost: _lab.RecorderCost, path: Path, *, volumes: int) -> dict[str, Any]
         "ticks": ticks,
         "artifacts_recorded": len({fire.object for fire in parsed.fires}),
         "ledger_records": parsed.record_count,
+        "ledger_fsyncs_per_tick": _per_tick(cost.fsyncs, ticks),
         "ledger_mb": round(path.stat().st_size / 1e6, 2),
         "ticks_fired": sum(row.fired for row in judged),
         "ticks_missed": sum(row.missed for row in judged),

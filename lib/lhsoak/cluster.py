@@ -20,7 +20,6 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
-from kubernetes.watch.watch import iter_resp_lines
 
 from lhsoak import errors
 
@@ -316,6 +315,15 @@ class WatchStream:
         self.closed = False
 
     def __iter__(self) -> Iterator[WatchEvent]:
+        for batch in self.batches():
+            yield from batch
+
+    def batches(self) -> Iterator[list[WatchEvent]]:
+        """The events, as they arrived together: one list per chunk the server sent.
+
+        The API server flushes the events it has pending in one chunk, so a burst comes as one
+        batch; a consumer can finish its work on a batch (an fsync) before it waits for the next.
+        """
         try:
             yield from _decode_watch(self._response, self._resource)
         except (urllib3.exceptions.HTTPError, OSError, ValueError) as error:
@@ -333,27 +341,42 @@ class WatchStream:
     def close(self) -> None:
         self.closed = True
         # urllib3's shutdown() unblocks a read in progress on another thread; close() alone does not.
-        # The reading thread may have closed the socket already (the watch just ended): that is fine.
-        with contextlib.suppress(OSError, AttributeError):
+        # The reading thread may have closed the socket or released the connection already (the
+        # watch just ended; urllib3 then raises RuntimeError or ValueError): that is fine.
+        with contextlib.suppress(OSError, AttributeError, RuntimeError, ValueError):
             self._response.shutdown()
-        with contextlib.suppress(OSError, AttributeError):
+        with contextlib.suppress(OSError, AttributeError, RuntimeError, ValueError):
             self._response.close()
 
 
-def _decode_watch(response: Any, resource: Resource) -> Iterator[WatchEvent]:
-    for line in iter_resp_lines(response):
-        if not line:
-            continue
-        event = json.loads(line)
-        kind = event.get("type")
-        obj = event.get("object") or {}
-        if kind == "ERROR":
-            code = obj.get("code")
-            message = obj.get("message", "watch error")
-            if code == 410:
-                raise ExpiredError(message, status=410)
-            raise ClusterError(f"watch {resource.plural}: {message}", status=code)
-        yield WatchEvent(type=kind, object=_with_kind(obj, resource))
+def _decode_watch(response: Any, resource: Resource) -> Iterator[list[WatchEvent]]:
+    # One split per chunk: the client library's line reader copies the rest of a chunk for every
+    # line, quadratic in a burst of hundreds of events.
+    partial = b""
+    for segment in response.stream(amt=None, decode_content=False):
+        *lines, partial = (partial + _as_bytes(segment)).split(b"\n")
+        batch = [_decode_event(line, resource) for line in lines if line.strip()]
+        if batch:
+            yield batch
+    # A line cut off by the connection's end is dropped, as the client library does: the watch
+    # resumes from the last whole event's resourceVersion and the server sends it again.
+
+
+def _as_bytes(segment: bytes | str) -> bytes:
+    return segment.encode() if isinstance(segment, str) else segment
+
+
+def _decode_event(line: bytes, resource: Resource) -> WatchEvent:
+    event = json.loads(line)
+    kind = event.get("type")
+    obj = event.get("object") or {}
+    if kind == "ERROR":
+        code = obj.get("code")
+        message = obj.get("message", "watch error")
+        if code == 410:
+            raise ExpiredError(message, status=410)
+        raise ClusterError(f"watch {resource.plural}: {message}", status=code)
+    return WatchEvent(type=kind, object=_with_kind(obj, resource))
 
 
 def _with_kind(obj: Obj, resource: Resource) -> Obj:

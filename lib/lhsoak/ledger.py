@@ -1,7 +1,9 @@
 """The tick ledger: everything a soak run observed, one JSON object per line (a user-facing contract).
 
 A run writes `reports/<run-id>/ledger.jsonl`: JSON Lines, UTF-8, one object per line, appended and
-flushed with `fsync` as each record is made, so a killed run loses at most the line being written.
+flushed as each record is made, so a killed run loses at most the line being written. Each record is
+also fsync'd at once (a machine crash loses nothing recorded), except the records of a burst of watch
+events the API server sent together: those share one fsync, made before the recorder waits for more.
 Timestamps are RFC 3339 UTC strings with fractional seconds (`lhsoak.timestamps`). Every record has
 `type` and `ts` (when the harness recorded it). Version 1 defines:
 
@@ -718,13 +720,19 @@ def validate(record: Mapping[str, Any]) -> None:
 
 
 class Writer:
-    """Appends records to a ledger file, each flushed and fsync'd; safe to share between threads."""
+    """Appends records to a ledger file, each flushed and fsync'd; safe to share between threads.
+
+    Inside `batch()` a thread's records are written as they come (a killed process loses none of
+    them) and fsync'd together when the batch ends: the recorder wraps each chunk of watch events the
+    API server sent together, so everything it received is on disk before it waits for more.
+    """
 
     def __init__(self, stream: IO[bytes], *, clock: Callable[[], float], has_records: bool) -> None:
         self._stream = stream
         self._clock = clock
         self._lock = threading.Lock()
         self._has_records = has_records
+        self._batch = threading.local()
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, clock: Callable[[], float]) -> Self:
@@ -751,9 +759,30 @@ class Writer:
                 raise ValueError(f"the first record of a ledger must be 'run', got {full['type']!r}")
             self._stream.write(format_record(full).encode())
             self._stream.flush()
-            os.fsync(self._stream.fileno())
+            if getattr(self._batch, "depth", 0):
+                self._batch.unsynced = True
+            else:
+                os.fsync(self._stream.fileno())
             self._has_records = True
             return full
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Defer this thread's fsyncs to the end of the block: one for all its records (if any)."""
+        depth = getattr(self._batch, "depth", 0)
+        self._batch.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._batch.depth = depth
+            if depth == 0 and getattr(self._batch, "unsynced", False):
+                self._batch.unsynced = False
+                self._sync()
+
+    def _sync(self) -> None:
+        with self._lock:
+            if not self._stream.closed:
+                os.fsync(self._stream.fileno())
 
     def close(self) -> None:
         """Close the file; later writes raise ValueError."""

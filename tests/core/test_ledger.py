@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -116,6 +117,81 @@ def test_each_record_is_on_disk_while_the_writer_is_still_open(tmp_path: Path) -
         assert ledger.read(path).record_count == 2
         writer.append(_fire("backup-2"))
         assert [fire.object for fire in ledger.read(path).fires] == ["backup-1", "backup-2"]
+
+
+class FsyncCounter:
+    """Counts the fsyncs of one file descriptor (the syscall still runs)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        real = os.fsync
+
+        def counting(fd: int) -> None:
+            self.calls += 1
+            real(fd)
+
+        monkeypatch.setattr(os, "fsync", counting)
+
+
+def test_every_record_is_fsynced_at_once_outside_a_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with ledger.Writer.open(tmp_path / "ledger.jsonl", clock=_ticking_clock()) as writer:
+        fsyncs = FsyncCounter(monkeypatch)
+        writer.append(_run_record())
+        writer.append(_fire())
+        assert fsyncs.calls == 2
+
+
+def test_a_batch_writes_each_record_at_once_and_fsyncs_them_together_at_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "ledger.jsonl"
+    with ledger.Writer.open(path, clock=_ticking_clock()) as writer:
+        writer.append(_run_record())
+        fsyncs = FsyncCounter(monkeypatch)
+        with writer.batch():
+            for index in range(5):
+                writer.append(_fire(f"backup-{index}"))
+                # Written, not yet fsync'd: a killed process would still leave the line behind.
+                assert ledger.read(path).record_count == index + 2
+            with writer.batch():  # nested: still one fsync, at the outer end
+                writer.append(_fire("backup-nested"))
+            assert fsyncs.calls == 0
+        assert fsyncs.calls == 1
+        with writer.batch():
+            pass  # nothing written: nothing to sync
+        assert fsyncs.calls == 1
+
+
+def test_a_batch_on_one_thread_does_not_defer_another_threads_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with ledger.Writer.open(tmp_path / "ledger.jsonl", clock=_ticking_clock()) as writer:
+        writer.append(_run_record())
+        fsyncs = FsyncCounter(monkeypatch)
+        with writer.batch():
+            other = threading.Thread(target=lambda: writer.append(_fire("from-another-thread")))
+            other.start()
+            other.join(timeout=10)
+            assert fsyncs.calls == 1
+
+
+def test_a_batch_ended_by_an_error_still_fsyncs_what_it_wrote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with ledger.Writer.open(tmp_path / "ledger.jsonl", clock=_ticking_clock()) as writer:
+        writer.append(_run_record())
+        fsyncs = FsyncCounter(monkeypatch)
+
+        def burst_then_break() -> None:
+            with writer.batch():
+                writer.append(_fire())
+                raise RuntimeError("the watch broke mid-burst")
+
+        with pytest.raises(RuntimeError):
+            burst_then_break()
+        assert fsyncs.calls == 1
 
 
 def test_opening_an_existing_ledger_appends(tmp_path: Path) -> None:

@@ -81,3 +81,17 @@ def test_unknown_backups_count_as_errors() -> None:
     )
     assert fire is not None
     assert fire.state == "Error"
+
+
+def test_a_backup_not_started_yet_is_pending_whether_longhorn_says_nothing_new_or_pending() -> None:
+    states = {
+        raw: artifacts.from_backup(
+            _backup("bk", raw), backup_jobs=frozenset({"bk"}), volumes=None, observed_at=1.0
+        )
+        for raw in ("", "New", "Pending")
+    }
+    assert {raw: fire.state if fire else None for raw, fire in states.items()} == {
+        "": "Pending",
+        "New": "Pending",
+        "Pending": "Pending",
+    }
