@@ -162,6 +162,10 @@ class Soak:
     """Ticks this long after a node is Ready again are still excused; seconds; default 60."""
     ticks_after_chaos: int = 2
     """Ticks of every job to wait for after the last reboot before the verdict; default 2."""
+    health_deadline_s: float = 300.0
+    """How long Longhorn may take to be healthy (managers Running, backup target available, nodes
+    Ready) before the soak starts; seconds; default 300 (a freshly installed cluster is still
+    starting)."""
     reports_dir: Path = Path("reports")
     """Where `<run-id>/` is written; default ./reports."""
     keep: bool = False
@@ -193,6 +197,8 @@ class Soak:
             raise errors.UsageError("lag bound must be positive")
         if self.settle_s < 0:
             raise errors.UsageError("settle time must not be negative")
+        if self.health_deadline_s < 0:
+            raise errors.UsageError("health deadline must not be negative")
 
     def with_jobs(self, jobs: Sequence[JobSpec]) -> Soak:
         return dataclasses.replace(self, jobs=tuple(jobs))

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import tenacity
+
 from lhsoak import cluster, config, errors, workload
 from lhsoak.cluster import Obj
 
@@ -61,6 +63,46 @@ def check_health(api: cluster.Cluster) -> Health:
         kubernetes_version=version.get("gitVersion"),
         nodes=len(nodes),
     )
+
+
+def wait_healthy(
+    api: cluster.Cluster,
+    *,
+    deadline_s: float,
+    progress: Callable[[str], None],
+    poll_s: float = 2.0,
+) -> Health:
+    """`check_health` until Longhorn is healthy or `deadline_s` passed; the last look either way.
+
+    A few LISTs per look: polled (nothing is watched yet at this point), saying what is still missing.
+    """
+    looks = 0
+
+    def report(state: tenacity.RetryCallState) -> None:
+        nonlocal looks
+        looks += 1
+        if state.outcome is None or looks % 5 != 1:
+            return
+        error = state.outcome.exception()
+        seen = f"API unreachable: {error}" if error else "; ".join(state.outcome.result().problems)
+        waited_s = state.seconds_since_start or 0.0
+        progress(f"waiting for Longhorn to be healthy ({waited_s:.0f}s of {deadline_s:.0f}s): {seen}")
+
+    def last_look(state: tenacity.RetryCallState) -> Health:
+        assert state.outcome is not None
+        result: Health = state.outcome.result()  # re-raises the last UnreachableError, if that was it
+        return result
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_result(lambda health: not health.healthy)
+        | tenacity.retry_if_exception_type(cluster.UnreachableError),
+        stop=tenacity.stop_after_delay(deadline_s),
+        wait=tenacity.wait_fixed(poll_s),
+        before_sleep=report,
+        retry_error_callback=last_look,
+    )
+    health: Health = retrying(check_health, api)
+    return health
 
 
 def node_ready(node: Mapping[str, Any]) -> bool:

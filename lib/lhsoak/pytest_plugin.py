@@ -72,6 +72,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="seconds after Ready that ticks are still excused (default 60)",
     )
     add("--ticks-after", type=int, default=2, help="ticks to watch after the last step (default 2)")
+    add(
+        "--health-deadline",
+        type=float,
+        default=300.0,
+        help="seconds Longhorn may take to be healthy before the soak starts (default 300)",
+    )
     add("--down-deadline", type=float, default=300.0, help="seconds a node may take to go down")
     add("--ready-deadline", type=float, default=900.0, help="seconds a node may take to be Ready again")
     add(
@@ -137,6 +143,7 @@ def build_run(options: pytest.Config, *, progress: Any) -> soak.SoakRun:
             lag_bound_s=get("lag_bound"),
             settle_s=get("settle"),
             ticks_after_chaos=get("ticks_after"),
+            health_deadline_s=get("health_deadline"),
             reports_dir=get("reports_dir"),
             keep=get("keep"),
             remediate=get("remediate"),

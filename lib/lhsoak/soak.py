@@ -162,9 +162,14 @@ class SoakRun:
     def start(self) -> None:
         api = self._require_api()
         with self.phase("Longhorn is installed and healthy"):
-            self.health = longhorn.check_health(api)
+            self.health = longhorn.wait_healthy(
+                api, deadline_s=self.soak.health_deadline_s, progress=self.progress
+            )
         if not self.health.healthy:
-            raise StepFailed("Longhorn is not ready: " + "; ".join(self.health.problems))
+            raise StepFailed(
+                f"Longhorn is not ready after {self.soak.health_deadline_s:.0f}s: "
+                + "; ".join(self.health.problems)
+            )
         with self.phase("the soak's volumes and recurring jobs are configured; the recorder watches"):
             self._start_recording(api)
 
