@@ -102,6 +102,8 @@ async def _serve(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     await lab.start()
+    # ready.json means what a user expects of a cluster: Longhorn's managers Running, nodes Ready.
+    await lab.settled()
     ready = {
         "kubeconfig": str(lab.kubeconfig_path.resolve()),
         "inventory": str(lab.inventory_path.resolve()),

@@ -154,6 +154,43 @@ class LabCluster:
         inventory.dump(self._inventory(), self.inventory_path)
         log.info("lab up: API %s, %d machines, profile %s", self.api.url, len(self.fleet), spec.profile.name)
 
+    async def settled(self, *, deadline_s: float = 60.0) -> None:
+        """Until every longhorn-manager pod is Running and every node Ready, as a fresh install is
+        once its daemons have started; TimeoutError naming what is still missing."""
+        store = self.store
+        assert store is not None
+        changed = asyncio.Event()
+        unsubscribe = store.listen(lambda _event: changed.set(), only=(kinds.POD, kinds.NODE))
+        try:
+            async with asyncio.timeout(deadline_s):
+                while self._not_settled():
+                    changed.clear()  # no await since the check: no change can slip in between
+                    await changed.wait()
+        except TimeoutError:
+            raise TimeoutError(
+                f"the lab did not settle within {deadline_s:.0f}s: {', '.join(self._not_settled())}"
+            ) from None
+        finally:
+            unsubscribe()
+
+    def _not_settled(self) -> list[str]:
+        assert self.store is not None
+        pods, _ = self.store.list(kinds.POD, namespace=NAMESPACE)
+        missing = [
+            f"pod {pod['metadata']['name']} {(pod.get('status') or {}).get('phase', 'unknown')}"
+            for pod in pods
+            if pod["metadata"]["name"].startswith("longhorn-manager-")
+            and (pod.get("status") or {}).get("phase") != "Running"
+        ]
+        nodes, _ = self.store.list(kinds.NODE)
+        for node in nodes:
+            ready = [
+                c for c in (node.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"
+            ]
+            if not ready or ready[0].get("status") != "True":
+                missing.append(f"node {node['metadata']['name']} not Ready")
+        return missing
+
     def _on_api_change(self, up: bool) -> None:
         api = self.api
         if api is None:
