@@ -59,7 +59,7 @@ LAB_PROFILE ?= healthy
 SUITE ?= soak
 SOAK_TARGET = $(if $(filter command line,$(origin KUBECONFIG)),--kubeconfig $(KUBECONFIG)) $(if $(INVENTORY),--inventory $(INVENTORY))
 soak: setup
-	$(BIN)/lhsoak soak --suite $(SUITE) --lab-profile $(LAB_PROFILE) $(SOAK_TARGET) -- $(SOAK_ARGS)
+	set -f; $(BIN)/lhsoak soak --suite $(SUITE) --lab-profile $(LAB_PROFILE) $(SOAK_TARGET) -- $(SOAK_ARGS)
 
 NIGHTLY_ARGS ?=
 nightly-kind: setup $(REPORT_TOOLS)

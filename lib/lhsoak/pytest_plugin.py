@@ -228,7 +228,9 @@ def soak_session(pytestconfig: pytest.Config) -> Iterator[_SoakSession]:
         progress("dry run: nothing will be touched\n" + run.describe_plan())
         run.teardown()
         pytest.exit("dry run", returncode=0)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    # SIGINT too: a soak started in the background of a script inherits SIGINT ignored, and Python
+    # then installs no Ctrl-C handler of its own — `kill -INT` would be silently dropped.
+    previous = {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGTERM, signal.SIGINT)}
     interrupted = False
     try:
         run.start()
@@ -241,7 +243,8 @@ def soak_session(pytestconfig: pytest.Config) -> Iterator[_SoakSession]:
         # pytest tears session fixtures down after an interrupt too; the stash says whether there was one.
         interrupted = interrupted or pytestconfig.stash.get(_INTERRUPTED, False)
         run.teardown(reason="interrupted" if interrupted else "completed")
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @pytest.fixture(scope="session")

@@ -41,9 +41,16 @@ def lab(tmp_path: Path) -> Iterator[LabProcess]:
     started.stop()
 
 
-def lhsoak(*arguments: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def lhsoak(
+    *arguments: str, env: dict[str, str] | None = None, ignore_sigint: bool = False
+) -> subprocess.Popen[str]:
+    """`python -m lhsoak ARGUMENTS`; `ignore_sigint` starts it as a shell's background job does,
+    with SIGINT ignored (inherited across exec)."""
+    command = [sys.executable, "-m", "lhsoak", *arguments]
+    if ignore_sigint:
+        command = ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *command]
     return subprocess.Popen(
-        [sys.executable, "-m", "lhsoak", *arguments],
+        command,
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -78,7 +78,14 @@ def _all_nodes_ready(core: client.CoreV1Api) -> None:
 
 
 @pytest.mark.slow
-def test_sigterm_mid_reboot_leaves_the_cluster_as_it_was_found(lab: LabProcess, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "stop_signal",
+    [signal.SIGTERM, signal.SIGINT],
+    ids=["sigterm", "sigint-to-a-background-job"],
+)
+def test_an_interrupt_mid_reboot_leaves_the_cluster_as_it_was_found(
+    lab: LabProcess, tmp_path: Path, stop_signal: signal.Signals
+) -> None:
     api = config.new_client_from_config(config_file=str(lab.kubeconfig))
     custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
     custom.create_namespaced_custom_object("longhorn.io", "v1beta2", NS, "recurringjobs", USER_JOB)
@@ -97,14 +104,16 @@ def test_sigterm_mid_reboot_leaves_the_cluster_as_it_was_found(lab: LabProcess, 
         "--plan=worker",
         "--iterations=3",
         env=AWS_ENV,
+        # A background job of a script has SIGINT ignored: the soak must still stop on it.
+        ignore_sigint=stop_signal == signal.SIGINT,
     )
     try:
         _wait_for_reboot_start(reports / "interrupted" / "ledger.jsonl")
-        soak.send_signal(signal.SIGTERM)
+        soak.send_signal(stop_signal)
         output, _ = soak.communicate(timeout=180)
     finally:
         soak.kill()
-    assert soak.returncode != 0, output
+    assert soak.returncode == 130, output
 
     records = ledger.read(reports / "interrupted" / "ledger.jsonl")
     assert records.end is not None

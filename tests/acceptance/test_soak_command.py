@@ -11,6 +11,7 @@ import pytest
 from kubernetes import client, config
 
 from lhsoak import inventory
+from lhsoak.commands import soak as soak_command
 from lhsoak.lab.process import LabProcess
 
 from .conftest import AWS_ENV, LAB_SOAK_OPTIONS, lhsoak
@@ -90,3 +91,41 @@ def test_a_dry_run_prints_the_plan_and_touches_nothing(lab: LabProcess, tmp_path
     custom = client.CustomObjectsApi(config.new_client_from_config(config_file=str(lab.kubeconfig)))
     jobs = custom.list_namespaced_custom_object("longhorn.io", "v1beta2", "longhorn-system", "recurringjobs")
     assert jobs["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (("--lab-profile=nope",), "unknown lab profile 'nope'"),
+        (("--", "--cron=61 * * * *"), "minute field '61'"),
+    ],
+    ids=["unknown-profile", "bad-cron"],
+)
+def test_bad_input_is_refused_with_exit_2_before_a_lab_starts(
+    tmp_path: Path, arguments: tuple[str, ...], message: str
+) -> None:
+    process = lhsoak("soak", f"--reports-dir={tmp_path / 'reports'}", *arguments)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 2, output
+    assert message in output
+    assert "Traceback" not in output
+    assert "starting the built-in lab" not in output
+    assert not (tmp_path / "reports" / "labs").exists()
+
+
+@pytest.mark.parametrize(
+    ("pytest_code", "interrupted", "expected"),
+    [
+        (0, False, 0),
+        (1, False, 1),
+        (2, False, 2),
+        (4, False, 2),
+        (5, False, 2),
+        (1, True, 130),
+        (2, True, 130),
+    ],
+)
+def test_pytest_exit_codes_become_lhsoak_exit_codes(
+    pytest_code: int, interrupted: bool, expected: int
+) -> None:
+    assert soak_command.exit_code(pytest_code, interrupted=interrupted) == expected

@@ -65,6 +65,16 @@ def test_the_newest_run_is_the_default(
     assert not (older / "attachments").exists()
 
 
+def test_a_run_id_names_a_run_under_the_reports_dir(
+    tmp_path: Path, make_run: RunMaker, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_dir = make_run(tmp_path / "reports" / "soak-by-id", run_id="soak-by-id")
+    monkeypatch.chdir(tmp_path)  # `make report RUN=soak-by-id` runs from the checkout
+    assert cli.main(["report", "soak-by-id"]) == 0
+    assert "lhsoak soak-by-id:" in capsys.readouterr().out
+    assert (run_dir / "attachments").is_dir()
+
+
 @pytest.mark.parametrize(
     ("setup", "message"),
     [

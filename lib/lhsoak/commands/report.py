@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         nargs="?",
         default=None,
-        help="a run's directory, holding ledger.jsonl (default: the newest under --reports-dir)",
+        help="a run's directory holding ledger.jsonl, or a run id under --reports-dir "
+        "(default: the newest run there)",
     )
     parser.add_argument(
         "--html",
@@ -68,6 +69,15 @@ def _newest_run(reports_dir: Path) -> Path:
     if not runs:
         raise errors.UsageError(f"no run under {reports_dir} (no */{files.LEDGER_FILE}); pass RUN_DIR")
     return max(runs, key=lambda run: (run / files.LEDGER_FILE).stat().st_mtime)
+
+
+def _run_dir(given: Path | None, *, reports_dir: Path) -> Path:
+    """RUN_DIR as given, or a run id under --reports-dir (what `make report RUN=<run-id>` passes)."""
+    if given is None:
+        return _newest_run(reports_dir)
+    if not (given / files.LEDGER_FILE).is_file() and (reports_dir / given / files.LEDGER_FILE).is_file():
+        return reports_dir / given
+    return given
 
 
 def _build(run_dir: Path) -> files.RunFiles:
@@ -120,7 +130,7 @@ def _allure(explicit: Path | None) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Build the report; print where it is."""
-    run_dir: Path = args.run_dir if args.run_dir is not None else _newest_run(args.reports_dir)
+    run_dir = _run_dir(args.run_dir, reports_dir=args.reports_dir)
     allure = _allure(args.allure) if args.html is not None else None
     built = _build(run_dir)
     results = _complete_results(run_dir, built)

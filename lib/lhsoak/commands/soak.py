@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lhsoak import errors, pytest_plugin
+from lhsoak import errors, pytest_plugin, schedule
 
 NAME = "soak"
 HELP = "run a soak suite against a cluster (the built-in lab when none is given)"
@@ -61,21 +61,37 @@ def _suite_path(suite: str) -> Path:
     return here
 
 
+# pytest's exit codes → lhsoak's (README: 0 passed, 1 failed, 2 bad input, 130 interrupted).
+_PYTEST_USAGE_ERROR = 4
+_PYTEST_NO_TESTS = 5
+
+
 def _pytest(args: list[str]) -> int:
     """Run the suite in a child pytest; SIGINT/SIGTERM are passed on so the suite restores the cluster."""
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
     process = subprocess.Popen(command)
+    signalled: list[int] = []
 
     def forward(signum: int, _frame: object) -> None:
+        signalled.append(signum)
         process.send_signal(signum)
 
     previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         # The suite handles the signal itself: it stops rebooting, restores, ends the ledger, exits.
-        return process.wait()
+        return exit_code(process.wait(), interrupted=bool(signalled))
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def exit_code(pytest_code: int, *, interrupted: bool) -> int:
+    """lhsoak's exit code for a suite run that pytest ended with `pytest_code`."""
+    if interrupted and pytest_code != errors.EXIT_PASSED:
+        return errors.EXIT_INTERRUPTED
+    if pytest_code in (_PYTEST_USAGE_ERROR, _PYTEST_NO_TESTS):
+        return errors.EXIT_USAGE  # a bad option value, or a selection that matches nothing
+    return pytest_code  # 0, 1, 2 (the suite's own usage exit), 3 (a harness error)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,8 +121,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_on_lab(args: argparse.Namespace, base: list[str], extra: list[str]) -> int:
-    from lhsoak.lab import process as lab_process  # the lab is only imported when it is used
+    # The lab is only imported when it is used.
+    from lhsoak.lab import process as lab_process
+    from lhsoak.lab import profiles as lab_profiles
 
+    lab_profiles.get(args.lab_profile)  # an unknown profile is bad input: refused before any lab starts
+    _check_crons(extra)
     state_dir = args.reports_dir / "labs" / _option(base, "--run-id")
     print(f"lhsoak soak: starting the built-in lab (profile {args.lab_profile}) in {state_dir}", flush=True)
     lab = lab_process.LabProcess.start(
@@ -126,6 +146,17 @@ def _run_on_lab(args: argparse.Namespace, base: list[str], extra: list[str]) -> 
     finally:
         lab.stop()
         print("lhsoak soak: lab stopped", flush=True)
+
+
+def _check_crons(extra: list[str]) -> None:
+    """Crons given after `--` are checked before a lab is started for nothing."""
+    for name in ("--cron", "--snapshot-cron", "--backup-cron"):
+        cron = _option(extra, name)
+        if cron:
+            try:
+                schedule.parse(cron)
+            except schedule.ScheduleError as error:
+                raise errors.UsageError(f"{name}: {error}") from None
 
 
 def _option(arguments: list[str], name: str) -> str:

@@ -62,15 +62,24 @@ def require_java(environ: Mapping[str, str] = os.environ) -> None:
 
 
 def previous_report(run_dir: Path, *, reports_dir: Path | None = None) -> Path | None:
-    """The newest HTML report of another run under `reports_dir` (default: the run's parent) with history."""
+    """The HTML report (with history) of the newest run under `reports_dir` (default: the run's
+    parent) that is older than this run: a report rebuilt for an old run must not take its trend from
+    runs that came after it. A run's age is its ledger's last write."""
     root = reports_dir if reports_dir is not None else run_dir.parent
     here = run_dir.resolve()
+    this_run_s = _run_time_s(run_dir)
     found = [
         history.parent.parent
         for history in root.glob(f"*/{REPORT_DIR}/history/history.json")
         if history.parent.parent.parent.resolve() != here
+        and _run_time_s(history.parent.parent.parent) < this_run_s
     ]
-    return max(found, key=lambda report: (report / "history" / "history.json").stat().st_mtime, default=None)
+    return max(found, key=lambda report: _run_time_s(report.parent), default=None)
+
+
+def _run_time_s(run_dir: Path) -> float:
+    ledger = run_dir / "ledger.jsonl"
+    return ledger.stat().st_mtime if ledger.is_file() else float("inf")
 
 
 def _tail(text: str) -> str:
