@@ -163,6 +163,9 @@ class Cluster:
         )
         # Retries are ours (with a deadline and a log line each); urllib3's silent ones would hide outages.
         configuration.retries = False
+        # One connection per watch (a dozen) plus requests: the default pool (5 per core) would drop
+        # connections with a "pool is full" warning on a 2-core machine.
+        configuration.connection_pool_maxsize = 32
         cluster = cls(k8s_client.ApiClient(configuration), context=chosen)
         cluster.request_timeout_s = request_timeout_s
         return cluster

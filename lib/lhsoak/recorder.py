@@ -184,6 +184,7 @@ class Recorder:
         self._noted_events: set[tuple[str, int]] = set()
         self._states: dict[str, tuple[str, str, str]] = {}
         self._lock = threading.Lock()
+        self._lost: set[str] = set()
         self.view = ClusterView(clock=clock)
         self.fires: dict[str, artifacts.Artifact] = {}
         ns = namespace
@@ -246,6 +247,8 @@ class Recorder:
                     if blind_since is not None:
                         self._record_blind(watch, blind_since)
                         blind_since = None
+                        with self._lock:
+                            self._lost.discard(watch.resource.plural)
                     failures = 0
                 resource_version = self._follow(watch, resource_version)
             except cluster.ExpiredError:
@@ -257,20 +260,30 @@ class Recorder:
                 failures += 1
                 if blind_since is None:
                     blind_since = self._clock()
-                    level = logging.WARNING if isinstance(error, cluster.ClusterError) else logging.ERROR
-                    log.log(
-                        level,
-                        "watch %s lost: %s",
-                        watch.resource.plural,
-                        error,
-                        exc_info=level == logging.ERROR,
-                    )
+                    self._log_lost(watch, error)
                 resource_version = None
                 delay = min(self._backoff_s[1], self._backoff_s[0] * 2 ** min(failures, 8))
                 log.debug(
                     "attempt %d: watch %s → %s; retry in %.1fs", failures, watch.resource.plural, error, delay
                 )
                 self._stop.wait(delay)  # backoff between reconnects; stop() cuts it short
+
+    def _log_lost(self, watch: _Watch, error: Exception) -> None:
+        # An API outage cuts every watch at once: one warning for the first, the rest at info level
+        # (each blind window is in the ledger anyway). A harness error is always loud.
+        with self._lock:
+            first = not self._lost
+            self._lost.add(watch.resource.plural)
+        if not isinstance(error, cluster.ClusterError):
+            log.error("watch %s lost: %s", watch.resource.plural, error, exc_info=True)
+        elif first:
+            log.warning(
+                "watch %s lost: %s (re-listing every watch once the API answers)",
+                watch.resource.plural,
+                error,
+            )
+        else:
+            log.info("watch %s lost: %s", watch.resource.plural, error)
 
     def _relist(self, watch: _Watch) -> str:
         listed = self._api.list(
