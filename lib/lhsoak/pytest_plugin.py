@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from lhsoak import config, errors, ledger, plan, report, soak
+from lhsoak import config, diagnosis, errors, ledger, plan, report, soak
 
 log = logging.getLogger("lhsoak")
 _MAX_STEPS = 1000
@@ -292,11 +292,12 @@ def run_step(session: _SoakSession, index: int, *, keep_going: bool, clock: Any)
     report.describe_test(run_id=run.soak.run_id, seed=run.chaos.seed, title=step.title)
     try:
         outcome = run.run_step(step)
-    except soak.StepFailed:
+    except soak.StepFailed as error:
         session.failed_step = step.title
         if run.outcomes:
             report.attach_step(run.outcomes[-1], snapshot=run.last_snapshot)
-        raise
+        # The message is the diagnosis; the harness's source lines would only bury it.
+        pytest.fail(str(error), pytrace=False)
     report.attach_step(outcome, snapshot=run.last_snapshot)
     return step
 
@@ -342,5 +343,24 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     run = soak_session.run
     terminalreporter.write_sep("=", "lhsoak")
     terminalreporter.write_line(report.headline(run.result))
+    if not run.result.passed:
+        for finding in run.findings():
+            _write_finding(terminalreporter, finding)
     terminalreporter.write_line(f"ledger: {run.soak.run_dir / 'ledger.jsonl'}")
     terminalreporter.write_line(f"verdict: {run.soak.run_dir / 'verdict.json'}")
+
+
+FINDING_DETAIL_LINES = 12
+"""Lines of a finding's detail shown at the end of the run (all of it is in attachments/diagnosis.txt)."""
+
+
+def _write_finding(terminalreporter: Any, finding: diagnosis.Finding) -> None:
+    """Why, at the very end of the run: category, summary, evidence and the workaround."""
+    terminalreporter.write_line(f"[{finding.category}] {finding.summary}", bold=True)
+    lines = finding.detail.splitlines()
+    for line in lines[:FINDING_DETAIL_LINES]:
+        terminalreporter.write_line(f"  {line}")
+    if len(lines) > FINDING_DETAIL_LINES:
+        terminalreporter.write_line(
+            f"  … ({len(lines) - FINDING_DETAIL_LINES} more lines in attachments/diagnosis.txt)"
+        )

@@ -90,6 +90,8 @@ class SoakRun:
         self.monitor: monitor.TickMonitor | None = None
         self.rebooter: reboot.Rebooter | None = None
         self.outcomes: list[StepOutcome] = []
+        self.final_findings: list[diagnosis.Finding] = []
+        """What the last `diagnose()` found (the verdict's evidence)."""
         self.health: longhorn.Health | None = None
         self.result: verdict.Verdict | None = None
         self.started_s: float | None = None
@@ -541,6 +543,7 @@ class SoakRun:
             backup_stuck_after_s=min(600.0, self.soak.lag_bound_s),
         )
         findings = diagnosis.diagnose(snapshot, jobs=self.soak.jobs, stalled=stalled, thresholds=thresholds)
+        self.final_findings = findings
         for finding in findings:
             self._note(
                 "error" if finding.job in stalled else "warn",
@@ -553,6 +556,16 @@ class SoakRun:
                 },
             )
         return findings
+
+    def findings(self) -> list[diagnosis.Finding]:
+        """Every cause found, at failed steps and at the end: each once, as last seen (the same
+        Pending pod found at a step and at the end is one cause, with its latest age)."""
+        latest: dict[tuple[str, str | None, object], diagnosis.Finding] = {}
+        for finding in [f for outcome in self.outcomes for f in outcome.findings] + self.final_findings:
+            key = (finding.category, finding.job, finding.objects[0] if finding.objects else finding.summary)
+            latest.pop(key, None)
+            latest[key] = finding
+        return list(latest.values())
 
     def finish(self, reason: str = "completed") -> verdict.Verdict:
         """Stop watching, end the ledger, decide. Idempotent."""
