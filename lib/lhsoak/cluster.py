@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,7 +123,8 @@ def allowed_context(*, kubeconfig: Path | None, context: str | None, allowed: tu
             config_file=str(kubeconfig) if kubeconfig else None
         )
     except (ConfigException, OSError) as error:
-        raise errors.UsageError(f"cannot read kubeconfig: {error}") from None
+        where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        raise errors.UsageError(f"cannot read kubeconfig {where}: {error}") from None
     names = [entry["name"] for entry in contexts]
     chosen = context or (active or {}).get("name")
     if not chosen:

@@ -108,3 +108,9 @@ def test_an_inventory_with_a_missing_key_file_is_refused(tmp_path: Path, kubecon
     )
     result = _soak(tmp_path, kubeconfig, f"--inventory={inventory}")
     _assert_usage_error(result, "absent")
+
+
+def test_a_missing_kubeconfig_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-kubeconfig"
+    result = _soak(tmp_path, missing, "--allow-context=lab-ctx")
+    _assert_usage_error(result, f"cannot read kubeconfig {missing}")
