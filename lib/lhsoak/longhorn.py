@@ -105,6 +105,24 @@ def wait_healthy(
     return health
 
 
+def manager_pod_problems(pods: Iterable[Obj]) -> list[str]:
+    """longhorn-manager pods that are not Running, one line each: a DaemonSet pod that does not come
+    back after a reboot leaves its node without Longhorn, whatever the recurring jobs do meanwhile."""
+    problems = []
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        if (meta.get("labels") or {}).get("app") != "longhorn-manager":
+            continue
+        status = pod.get("status") or {}
+        phase = status.get("phase") or "Unknown"
+        if phase == "Running":
+            continue
+        why = status.get("reason") or status.get("message") or ""
+        node = (pod.get("spec") or {}).get("nodeName") or "no node"
+        problems.append(f"{meta.get('name')} on {node}: {phase}" + (f" ({why})" if why else ""))
+    return sorted(problems)
+
+
 def node_ready(node: Mapping[str, Any]) -> bool:
     return ready_status(node) == "True"
 

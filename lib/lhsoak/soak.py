@@ -91,6 +91,7 @@ class SoakRun:
         self.rebooter: reboot.Rebooter | None = None
         self.outcomes: list[StepOutcome] = []
         self.final_findings: list[diagnosis.Finding] = []
+        self._manager_problems: list[str] = []
         """What the last `diagnose()` found (the verdict's evidence)."""
         self.health: longhorn.Health | None = None
         self.result: verdict.Verdict | None = None
@@ -278,6 +279,7 @@ class SoakRun:
             writers.revive(writers.claims())
         with self.phase("every job fires again on every volume"):
             self._wait_recovered(step, outcome, misses_before)
+        self._note_manager_pods()
         if self.chaos.pause_s:
             self._wait_until(self.clock() + self.chaos.pause_s)
         return outcome
@@ -535,6 +537,7 @@ class SoakRun:
             taken_at_s=self.clock(),
         )
         self.last_snapshot = snapshot
+        self._note_manager_pods()
         stalled = {miss.job for miss in self._misses}
         # A backup or job pod that outlives the lag bound is late by the soak's own definition; the
         # library's defaults suit a real cluster's minutes, not a compressed lab's seconds.
@@ -628,6 +631,22 @@ class SoakRun:
             return [f"cleanup failed: {error}"]
 
     # -- helpers ----------------------------------------------------------------------------------
+
+    def _note_manager_pods(self) -> None:
+        """A warning note when longhorn-manager pods are not Running (once per distinct state)."""
+        problems = longhorn.manager_pod_problems(self._require_recorder().view.items("pods"))
+        if problems == self._manager_problems:
+            return
+        self._manager_problems = problems
+        if problems:
+            self.progress("longhorn-manager not running: " + "; ".join(problems))
+            self._note(
+                "warn",
+                "longhorn-manager not running: " + "; ".join(problems),
+                {"kind": "LonghornManager", "problems": problems},
+            )
+        else:
+            self._note("info", "longhorn-manager running on every node again", {"kind": "LonghornManager"})
 
     def _note(self, level: str, text: str, data: dict[str, Any] | None = None) -> None:
         if self.writer is not None and not self._ended:
