@@ -73,6 +73,15 @@ _CRONJOB_WARNING_REASONS = (
     "FailedCreate",
 )
 _LIST_LIMIT = 6
+_DEFAULT_TARGET = "default"
+_TARGET_UNAVAILABLE_ERROR = re.compile(
+    r"backup[ -]?target\b[^:;]{0,80}?\b(?:is )?(?:unavailable|not available)", re.IGNORECASE
+)
+"""An error that says the backup target was unavailable, e.g. "backup target default is unavailable"."""
+_LOCK_ERROR = re.compile(r"failed lock\b.*?(?:\bacquisition\b|$)", re.IGNORECASE)
+"""longhorn#7854's stale backupstore lock: "failed lock backupstore/.../lock-<id>.lck type 1 acquisition"."""
+_SUMMARY_QUOTE_LIMIT = 240
+_DETAIL_QUOTE_LIMIT = 400
 
 
 # --------------------------------------------------------------------------- public types
@@ -192,6 +201,10 @@ class ClusterSnapshot:
     volumes: tuple[Obj, ...] = ()
     backup_targets: tuple[Obj, ...] = ()
     recurring_jobs: tuple[Obj, ...] = ()
+    node_restarts: Mapping[str, float] = field(default_factory=dict)
+    """Node name -> epoch seconds at which the harness's last proven reboot of it (a changed
+    status.nodeInfo.bootID) started; empty = none known. A Node's Ready condition is weaker
+    evidence: with the control plane down too, it may never flip (default empty)."""
 
     def objects_of(self, kind: str) -> tuple[Obj, ...]:
         """The listed objects of `kind` ("Pod", "Backup", ...); empty for a kind not listed."""
@@ -243,7 +256,7 @@ def diagnose(
         own += _job_pod_failing(cluster, spec)
         own += _error_backups_beyond_retain(cluster, spec, thresholds)
         findings += own
-    findings += _backup_target_unavailable(cluster, jobs)
+    findings += _backup_target_unavailable(cluster, jobs, thresholds)
     findings += _volumes_unhealthy(cluster, jobs)
     findings += _nodes_not_ready(cluster, jobs)
     return _ordered(findings, stalled=frozenset(stalled))
@@ -314,10 +327,12 @@ def _pending_pod_finding(
         + ".",
     ]
     lines += _container_waiting_lines(pod)
+    bound_s = _bound_s(pod)
     restarted_after_bind = False
     if node is not None:
-        restarted_after_bind = node.ready_changed_after(created_s)
+        restarted_after_bind = node.restarted_after(bound_s)
         lines.append(node.describe(now_s, event_s=created_s, event="the pod was created"))
+        lines += _reboot_after_bind_lines(node, bound_s=bound_s, now_s=now_s)
         if restarted_after_bind and node.ready == "True":
             lines.append(
                 "The pod was bound to the node before it restarted, and the kubelet never "
@@ -337,7 +352,7 @@ def _pending_pod_finding(
             "(longhorn#9185): that pod has spec.nodeName set."
         )
     summary = f"{spec.name}: job pod {pod_name} Pending for {age}" + _pending_where(
-        node, scheduled, restarted_after_bind=restarted_after_bind
+        node, scheduled, bound_s=bound_s, restarted_after_bind=restarted_after_bind
     )
     summary += f"; {blockage.cost()}" + (" (longhorn#9185)" if node is not None else "")
     objects = [ObjectRef.of(pod), *blockage.refs()]
@@ -349,6 +364,7 @@ def _pending_pod_finding(
         "node": node_name or None,
         "bound": node is not None,
         "node_restarted_after_bind": restarted_after_bind,
+        "pod_bound_at_s": bound_s,
         "unschedulable_reason": _str(scheduled, "reason") if node is None else None,
         **blockage.data(),
         "issues": ["longhorn#7956", "longhorn#9185", "longhorn#10204", "kubernetes#118321"],
@@ -366,15 +382,45 @@ def _pending_pod_finding(
     )
 
 
-def _pending_where(node: _NodeFacts | None, scheduled: Obj | None, *, restarted_after_bind: bool) -> str:
+def _pending_where(
+    node: _NodeFacts | None,
+    scheduled: Obj | None,
+    *,
+    bound_s: float | None,
+    restarted_after_bind: bool,
+) -> str:
     if node is None:
         reason = _str(scheduled, "reason") or "no PodScheduled reason"
         return f", not scheduled ({reason})"
     if node.ready != "True":
         return f" on node {node.name}, which is {node.ready_phrase()}"
+    if node.rebooted_after(bound_s):
+        return (
+            f" on node {node.name}, rebooted (boot id changed) at {_iso(node.rebooted_s)} after "
+            f"the pod was bound at {_iso(bound_s)}"
+        )
     if restarted_after_bind:
         return f" on node {node.name}, bound before the node restarted"
     return f" though bound to Ready node {node.name}"
+
+
+def _reboot_after_bind_lines(node: _NodeFacts, *, bound_s: float | None, now_s: float) -> list[str]:
+    """The harness's proof that the node rebooted after the pod was bound, when it has one."""
+    if not node.rebooted_after(bound_s):
+        return []
+    line = (
+        f"Node {node.name} was rebooted (boot id changed, proven by the harness) at "
+        f"{_stamp(node.rebooted_s, now_s)}, after the pod was bound at {_stamp(bound_s, now_s)}; "
+        "the pod still shows Pending."
+    )
+    if not node.ready_changed_after(node.rebooted_s):
+        # A reboot shorter than node-monitor-grace-period, with the control plane down as well, is
+        # never seen as NotReady: Ready keeps its old lastTransitionTime and only the bootID moves.
+        line += (
+            " Its Ready condition last changed before that reboot: with the control plane down "
+            "too, Ready need not flip, so only the boot id shows the restart."
+        )
+    return [line]
 
 
 def _pending_bound_advice(namespace: str, pod_name: str, node: _NodeFacts) -> list[str]:
@@ -497,7 +543,7 @@ def _stuck_backup_lines(
     ]
     if owner_facts is not None:
         lines.append(owner_facts.describe(now_s, event_s=created_s, event="the backup started"))
-        if owner_facts.ready_changed_after(created_s):
+        if owner_facts.restarted_after(created_s):
             lines.append(
                 "Its node went through a restart or lost contact after the backup started; "
                 "nothing resumes or fails the upload afterwards."
@@ -524,16 +570,35 @@ def _jobs_waiting_on(backup: Obj, blockages: Sequence[_Blockage]) -> list[tuple[
 def _error_backups_beyond_retain(
     cluster: _Cluster, spec: RecurringJobFacts, thresholds: Thresholds
 ) -> list[Finding]:
-    """Error backups outlive `retain`: the cleanup skips them, only failed-backup-ttl removes them."""
+    """Error backups outlive `retain`: the cleanup skips them, only failed-backup-ttl removes them.
+
+    Error backups that failed because the backup target was unavailable are rule 4's evidence,
+    not this rule's: they neither count toward the pile nor name longhorn#7854.
+    """
     by_volume: dict[str, list[Obj]] = {}
+    target_failed: Counter[str] = Counter()
     for backup in cluster.backups_of(spec.name):
-        if _str(backup, "status", "state") == "Error":
-            by_volume.setdefault(_backup_volume(backup) or "?", []).append(backup)
+        if _str(backup, "status", "state") != "Error":
+            continue
+        volume = _backup_volume(backup) or "?"
+        if cluster.target_evidence(backup) is not None:
+            target_failed[volume] += 1
+        else:
+            by_volume.setdefault(volume, []).append(backup)
     findings = []
     for volume, errors in sorted(by_volume.items()):
         if len(errors) > spec.retain:
             errors.sort(key=lambda backup: (_created_s(backup) or 0.0, _name(backup)))
-            findings.append(_error_backups_finding(cluster, spec, volume, errors, thresholds))
+            findings.append(
+                _error_backups_finding(
+                    cluster,
+                    spec,
+                    volume,
+                    errors,
+                    thresholds=thresholds,
+                    target_failed=target_failed[volume],
+                )
+            )
     return findings
 
 
@@ -542,12 +607,15 @@ def _error_backups_finding(
     spec: RecurringJobFacts,
     volume: str,
     errors: Sequence[Obj],
+    *,
     thresholds: Thresholds,
+    target_failed: int,
 ) -> Finding:
     now_s = cluster.now_s
     oldest, newest = errors[0], errors[-1]
     oldest_age_s = cluster.age_s(oldest)
     messages = Counter(_str(backup, "status", "error") or "(no status.error)" for backup in errors)
+    stale_locks = sum(count for text, count in messages.items() if _LOCK_ERROR.search(text))
     ttl_min = round(thresholds.failed_backup_ttl_s / 60)
     left_s = thresholds.failed_backup_ttl_s - oldest_age_s
     lines = [
@@ -555,7 +623,18 @@ def _error_backups_finding(
         f"retain {spec.retain}; oldest {_name(oldest)} created "
         f"{_stamp(_created_s(oldest), now_s)}, newest {_name(newest)} created "
         f"{_stamp(_created_s(newest), now_s)}.",
-        "Errors: " + "; ".join(f'{count}x "{text}"' for text, count in messages.most_common(3)),
+        "Errors: "
+        + "; ".join(
+            f'{count}x "{_quote(text, limit=_DETAIL_QUOTE_LIMIT, why=_LOCK_ERROR)}"'
+            for text, count in messages.most_common(3)
+        ),
+    ]
+    if target_failed:
+        lines.append(
+            f"Besides these, {target_failed} Error backups of this volume failed because the "
+            "backup target was unavailable (see backup-target-unavailable); they are not counted here."
+        )
+    lines += [
         "The job deletes its backups beyond retain oldest first by backupCreatedAt, which Error "
         "backups never get, so they stay until the failed-backup-ttl setting removes them "
         f"(assumed {ttl_min} min; the oldest "
@@ -567,13 +646,16 @@ def _error_backups_finding(
         f"backups.longhorn.io {_names([_name(b) for b in errors])}) or lower failed-backup-ttl; "
         "keep the cron at */2 or slower.",
     ]
+    # Only a stale backupstore lock is longhorn#7854; other errors just pile up the same way.
+    issue = " (longhorn#7854)" if stale_locks else ""
     return Finding(
         category="error-backups-beyond-retain",
         job=spec.name,
         summary=(
             f"{spec.name}: {len(errors)} Error backups of volume {volume} (retain {spec.retain}), "
             f"oldest {_age(oldest_age_s)} old: "
-            f'"{_clip(messages.most_common(1)[0][0], 120)}" (longhorn#7854)'
+            f'"{_quote(messages.most_common(1)[0][0], limit=_SUMMARY_QUOTE_LIMIT, why=_LOCK_ERROR)}"'
+            f"{issue}"
         ),
         detail="\n".join(lines),
         objects=tuple(ObjectRef.of(backup) for backup in errors),
@@ -584,8 +666,10 @@ def _error_backups_finding(
             "oldest": _name(oldest),
             "oldest_age_s": round(oldest_age_s, 1),
             "errors": dict(messages),
+            "stale_lock_errors": stale_locks,
+            "target_unavailable_errors": target_failed,
             "failed_backup_ttl_s": thresholds.failed_backup_ttl_s,
-            "issues": ["longhorn#7854"],
+            "issues": ["longhorn#7854"] if stale_locks else [],
             "workaround": "delete the Error backups or lower failed-backup-ttl",
         },
     )
@@ -865,30 +949,168 @@ def _failing_finding(
 # --------------------------------------------------------------------------- rule 4
 
 
-def _backup_target_unavailable(cluster: _Cluster, specs: Sequence[RecurringJobFacts]) -> list[Finding]:
-    """A backup target the soak's backup jobs need reports itself unavailable."""
+def _backup_target_unavailable(
+    cluster: _Cluster, specs: Sequence[RecurringJobFacts], thresholds: Thresholds
+) -> list[Finding]:
+    """A backup target the soak's backup jobs need is unavailable, or was: the outage may be over
+    when the rules run, but the Error backups it caused keep saying so until failed-backup-ttl."""
     backup_jobs = [spec.name for spec in specs if spec.task in _BACKUP_TASKS]
     if not backup_jobs:
         return []
+    failed: dict[str, list[_TargetFailure]] = {}
+    for spec in specs:
+        for backup in cluster.backups_of(spec.name):
+            evidence = cluster.target_evidence(backup) if _is_error(backup) else None
+            if evidence is not None:
+                failure = _TargetFailure(job=spec.name, backup=backup, evidence=evidence)
+                failed.setdefault(_backup_target_name(backup) or _DEFAULT_TARGET, []).append(failure)
+    targets = {_name(target): target for target in cluster.backup_targets()}
     findings = []
-    for target in cluster.backup_targets():
-        unavailable = _true_condition(target, "Unavailable")
-        if _at(target, "status", "available") is not False and unavailable is None:
-            continue
-        findings.append(_target_finding(cluster, target, unavailable, backup_jobs))
+    for name in sorted(set(targets) | set(failed)):
+        target = targets.get(name)
+        down = target is not None and _target_down(target)
+        if down or failed.get(name):
+            failures = sorted(failed.get(name, []), key=lambda failure: failure.failed_s or 0.0)
+            findings.append(
+                _target_finding(
+                    cluster,
+                    name=name,
+                    target=target,
+                    failures=failures,
+                    backup_jobs=backup_jobs,
+                    thresholds=thresholds,
+                )
+            )
     return findings
 
 
+@dataclass(frozen=True)
+class _TargetFailure:
+    """An Error backup of a soak job that failed because its backup target was unavailable."""
+
+    job: str
+    backup: Obj
+    evidence: Literal["says", "during"]
+    """says: its error says the target is unavailable; during: it failed while the target is
+    (still) unavailable, with an error that names no other cause."""
+
+    @property
+    def failed_s(self) -> float | None:
+        return _error_s(self.backup)
+
+    @property
+    def error(self) -> str:
+        return _str(self.backup, "status", "error") or "(no status.error)"
+
+
 def _target_finding(
-    cluster: _Cluster, target: Obj, unavailable: Obj | None, backup_jobs: Sequence[str]
+    cluster: _Cluster,
+    *,
+    name: str,
+    target: Obj | None,
+    failures: Sequence[_TargetFailure],
+    backup_jobs: Sequence[str],
+    thresholds: Thresholds,
 ) -> Finding:
+    unavailable = _true_condition(target, "Unavailable")
+    down = target is not None and _target_down(target)
+    failed_jobs = sorted({failure.job for failure in failures})
+    jobs = [*backup_jobs, *(job for job in failed_jobs if job not in backup_jobs)] if down else failed_jobs
+    lines = _target_state_lines(cluster, name=name, target=target, failures=failures)
+    if failures:
+        lines += _target_failure_lines(cluster, name=name, failures=failures, thresholds=thresholds)
+    if down:
+        lines.append(
+            f"Recurring backup jobs {', '.join(backup_jobs)} back up to it; while it is unavailable "
+            "their backups cannot complete."
+        )
+    workaround = (
+        "Workaround: fix the target's URL, credentials or reachability; Longhorn re-checks it "
+        "every pollInterval."
+    )
+    if failures:
+        workaround += (
+            f" Then delete the Error backups (kubectl -n {cluster.namespace} delete "
+            f"backups.longhorn.io {_names([_name(failure.backup) for failure in failures])}) or "
+            "let failed-backup-ttl remove them."
+        )
+    lines.append(workaround)
+    objects = ([ObjectRef.of(target)] if target is not None else []) + [
+        ObjectRef.of(failure.backup) for failure in failures
+    ]
+    return Finding(
+        category="backup-target-unavailable",
+        job=None,
+        summary=_target_summary(cluster, name=name, target=target, failures=failures, jobs=jobs),
+        detail="\n".join(lines),
+        objects=tuple(objects),
+        data={
+            "target": name,
+            "available_now": not down if target is not None else None,
+            "reason": _str(unavailable, "reason") or None,
+            "message": _str(unavailable, "message") or None,
+            "since": _str(unavailable, "lastTransitionTime") or None,
+            "jobs": list(jobs),
+            "error_backups": len(failures),
+            "errors": dict(Counter(failure.error for failure in failures)),
+            "first_failed_at_s": failures[0].failed_s if failures else None,
+            "last_failed_at_s": failures[-1].failed_s if failures else None,
+            "workaround": "make the backup target reachable; delete its Error backups",
+        },
+    )
+
+
+def _target_summary(
+    cluster: _Cluster,
+    *,
+    name: str,
+    target: Obj | None,
+    failures: Sequence[_TargetFailure],
+    jobs: Sequence[str],
+) -> str:
+    if target is not None and _target_down(target):
+        unavailable = _true_condition(target, "Unavailable")
+        since_s = _time_s(_str(unavailable, "lastTransitionTime"))
+        since = f" since {_stamp(since_s, cluster.now_s)}" if since_s is not None else ""
+        reason = (
+            f": {_str(unavailable, 'reason')}: {_clip(_str(unavailable, 'message'), 160)}"
+            if unavailable is not None
+            else ""
+        )
+        failed = f"; {_failures_phrase(failures)}" if failures else ""
+        return (
+            f"backup target {name} unavailable{since}{reason}{failed}; blocks backup jobs {', '.join(jobs)}"
+        )
+    common = Counter(failure.error for failure in failures).most_common(1)[0][0]
+    quoted = _quote(common, limit=_SUMMARY_QUOTE_LIMIT, why=_TARGET_UNAVAILABLE_ERROR)
+    now = (
+        f"; available again since {_iso(back_s)}"
+        if (back_s := _target_back_s(target, after_s=failures[0].failed_s)) is not None
+        else ("; available now" if target is not None else f"; BackupTarget {name} not listed")
+    )
+    return f'backup target {name} was unavailable: {_failures_phrase(failures)}: "{quoted}"{now}'
+
+
+def _failures_phrase(failures: Sequence[_TargetFailure]) -> str:
+    first_s, last_s = failures[0].failed_s, failures[-1].failed_s
+    when = f"at {_iso(first_s)}" if first_s == last_s else f"from {_iso(first_s)} to {_iso(last_s)}"
+    return f"{_failures_count(failures)} failed {when}"
+
+
+def _failures_count(failures: Sequence[_TargetFailure]) -> str:
+    jobs = sorted({failure.job for failure in failures})
+    plural = "s" if len(failures) != 1 else ""
+    return f"{len(failures)} Error backup{plural} of {', '.join(jobs)}"
+
+
+def _target_state_lines(
+    cluster: _Cluster, *, name: str, target: Obj | None, failures: Sequence[_TargetFailure]
+) -> list[str]:
     now_s = cluster.now_s
-    name = _name(target)
-    reason = _str(unavailable, "reason")
-    message = _str(unavailable, "message")
-    since_s = _time_s(_str(unavailable, "lastTransitionTime"))
+    if target is None:
+        return [f"BackupTarget {cluster.namespace}/{name} is not in the snapshot."]
+    unavailable = _true_condition(target, "Unavailable")
     synced_s = _time_s(_str(target, "status", "lastSyncedAt"))
-    since = f" since {_stamp(since_s, now_s)}" if since_s is not None else ""
     lines = [
         f"BackupTarget {cluster.namespace}/{name}: backupTargetURL "
         f'"{_str(target, "spec", "backupTargetURL")}", credentialSecret '
@@ -896,32 +1118,87 @@ def _target_finding(
         f"{_str(target, 'spec', 'pollInterval') or '?'}; status.available "
         f"{_at(target, 'status', 'available')}; lastSyncedAt "
         f"{_stamp(synced_s, now_s) if synced_s is not None else 'never'}.",
-        f"Condition Unavailable=True{since}: {reason or 'no reason'}: {message or 'no message'}"
-        if unavailable is not None
-        else "No Unavailable condition recorded.",
-        f"Recurring backup jobs {', '.join(backup_jobs)} back up to it; while it is unavailable "
-        "their backups cannot complete.",
-        "Workaround: fix the target's URL, credentials or reachability; Longhorn re-checks it "
-        "every pollInterval.",
     ]
-    return Finding(
-        category="backup-target-unavailable",
-        job=None,
-        summary=(
-            f"backup target {name} unavailable{since}"
-            + (f": {reason}: {_clip(message, 160)}" if unavailable is not None else "")
-            + f"; blocks backup jobs {', '.join(backup_jobs)}"
-        ),
-        detail="\n".join(lines),
-        objects=(ObjectRef.of(target),),
-        data={
-            "target": name,
-            "reason": reason or None,
-            "message": message or None,
-            "since": _str(unavailable, "lastTransitionTime") or None,
-            "jobs": list(backup_jobs),
-        },
+    if unavailable is not None:
+        since_s = _time_s(_str(unavailable, "lastTransitionTime"))
+        since = f" since {_stamp(since_s, now_s)}" if since_s is not None else ""
+        lines.append(
+            f"Condition Unavailable=True{since}: {_str(unavailable, 'reason') or 'no reason'}: "
+            f"{_str(unavailable, 'message') or 'no message'}"
+        )
+    elif _target_down(target):
+        lines.append("No Unavailable condition recorded.")
+    elif (back_s := _target_back_s(target, after_s=failures[0].failed_s if failures else None)) is not None:
+        lines.append(
+            f"Condition Unavailable=False since {_stamp(back_s, now_s)}: the target is available "
+            "again; the outage is over, its Error backups remain."
+        )
+    else:
+        lines.append("The target is available now; the outage is over, its Error backups remain.")
+    return lines
+
+
+def _target_failure_lines(
+    cluster: _Cluster, *, name: str, failures: Sequence[_TargetFailure], thresholds: Thresholds
+) -> list[str]:
+    now_s = cluster.now_s
+    volumes = sorted({_backup_volume(failure.backup) or "?" for failure in failures})
+    says = sum(1 for failure in failures if failure.evidence == "says")
+    during = len(failures) - says
+    evidence = []
+    if says:
+        evidence.append(f"{says} {'says' if says == 1 else 'say'} the backup target is unavailable")
+    if during:
+        evidence.append(f"{during} failed while it is unavailable, with no other cause named")
+    messages = Counter(failure.error for failure in failures)
+    ttl_min = round(thresholds.failed_backup_ttl_s / 60)
+    first_s, last_s = failures[0].failed_s, failures[-1].failed_s
+    when = (
+        f"at {_stamp(first_s, now_s)}"
+        if first_s == last_s
+        else f"from {_stamp(first_s, now_s)} to {_stamp(last_s, now_s)}"
     )
+    return [
+        f"Error backups that failed on backup target {name}: "
+        f"{_failures_count(failures)} on volume{'s' if len(volumes) != 1 else ''} "
+        f"{_names(volumes)}, {when}; {' and '.join(evidence)}.",
+        "Errors: "
+        + "; ".join(
+            f'{count}x "{_quote(text, limit=_DETAIL_QUOTE_LIMIT, why=_TARGET_UNAVAILABLE_ERROR)}"'
+            for text, count in messages.most_common(3)
+        ),
+        "A backup that ends in Error fails the recurring-job run, so those ticks made no backup. "
+        "The job's retain cleanup skips Error backups (they have no backupCreatedAt); they stay "
+        f"until the failed-backup-ttl setting removes them (assumed {ttl_min} min).",
+        "Not longhorn#7854 (a stale backupstore lock after a reboot): these errors name the "
+        "unavailable target, and a slower cron does not help.",
+    ]
+
+
+def _target_down(target: Obj) -> bool:
+    return _at(target, "status", "available") is False or _true_condition(target, "Unavailable") is not None
+
+
+def _target_back_s(target: Obj | None, *, after_s: float | None) -> float | None:
+    """When an available target's Unavailable condition last turned False, if after `after_s`:
+    a condition transitions only on a change of status, so it was unavailable until then."""
+    condition = _condition(target, "Unavailable")
+    if target is None or _target_down(target) or _str(condition, "status") != "False":
+        return None
+    back_s = _time_s(_str(condition, "lastTransitionTime"))
+    if back_s is None or after_s is None or back_s < after_s:
+        return None
+    return back_s
+
+
+def _is_error(backup: Obj) -> bool:
+    return _str(backup, "status", "state") == "Error"
+
+
+def _error_s(backup: Obj) -> float | None:
+    """When a backup ended in Error: its last sync, else its creation."""
+    synced_s = _time_s(_str(backup, "status", "lastSyncedAt"))
+    return synced_s if synced_s is not None else _created_s(backup)
 
 
 # --------------------------------------------------------------------------- rule 5
@@ -1113,10 +1390,20 @@ class _NodeFacts:
     boot_id: str
     heartbeat_s: float | None
     taints: tuple[str, ...]
+    rebooted_s: float | None = None
+    """When the harness's last proven reboot of the node (a changed bootID) started."""
 
     def ready_changed_after(self, event_s: float | None) -> bool:
         """Whether Ready last transitioned after `event_s` (a restart or contact loss since)."""
         return event_s is not None and self.ready_since_s is not None and self.ready_since_s > event_s
+
+    def rebooted_after(self, event_s: float | None) -> bool:
+        """Whether the harness proved a reboot of the node that started after `event_s`."""
+        return event_s is not None and self.rebooted_s is not None and self.rebooted_s > event_s
+
+    def restarted_after(self, event_s: float | None) -> bool:
+        """A proven reboot, or else a Ready transition, after `event_s`."""
+        return self.rebooted_after(event_s) or self.ready_changed_after(event_s)
 
     def ready_phrase(self) -> str:
         if self.ready == "missing":
@@ -1147,6 +1434,7 @@ class _NodeFacts:
             "node_ready_since_s": self.ready_since_s,
             "node_boot_id": self.boot_id or None,
             "node_taints": list(self.taints),
+            "node_rebooted_at_s": self.rebooted_s,
         }
 
 
@@ -1360,6 +1648,26 @@ class _Cluster:
     def backup_targets(self) -> list[Obj]:
         return sorted(self._in_namespace(self._snapshot.backup_targets), key=_name)
 
+    def backup_target(self, name: str) -> Obj | None:
+        return next((target for target in self.backup_targets() if _name(target) == name), None)
+
+    def target_evidence(self, backup: Obj) -> Literal["says", "during"] | None:
+        """Whether an Error backup failed because its backup target was unavailable: its error says
+        so, or it failed while the target is unavailable and its error names no other cause."""
+        error = _str(backup, "status", "error")
+        if _TARGET_UNAVAILABLE_ERROR.search(error):
+            return "says"
+        if _LOCK_ERROR.search(error):
+            return None
+        target = self.backup_target(_backup_target_name(backup) or _DEFAULT_TARGET)
+        if target is None or not _target_down(target):
+            return None
+        since_s = _time_s(_str(_true_condition(target, "Unavailable"), "lastTransitionTime"))
+        failed_s = _error_s(backup)
+        if since_s is not None and failed_s is not None and failed_s < since_s:
+            return None
+        return "during"
+
     def nodes(self) -> list[Obj]:
         return sorted(self._snapshot.nodes, key=_name)
 
@@ -1396,8 +1704,9 @@ class _Cluster:
 
     def node_facts(self, name: str) -> _NodeFacts:
         node = self._nodes.get(name)
+        rebooted_s = self._snapshot.node_restarts.get(name)
         if node is None:
-            return _NodeFacts(name, None, "missing", None, "", "", "", None, ())
+            return _NodeFacts(name, None, "missing", None, "", "", "", None, (), rebooted_s)
         ready = _condition(node, "Ready")
         taints = tuple(
             f"{_str(t, 'key')}:{_str(t, 'effect')}"
@@ -1414,6 +1723,7 @@ class _Cluster:
             boot_id=_str(node, "status", "nodeInfo", "bootID"),
             heartbeat_s=_time_s(_str(ready, "lastHeartbeatTime")),
             taints=taints,
+            rebooted_s=rebooted_s,
         )
 
 
@@ -1457,6 +1767,12 @@ def _name(obj: Obj | None) -> str:
 
 def _created_s(obj: Obj | None) -> float | None:
     return _time_s(_str(obj, "metadata", "creationTimestamp"))
+
+
+def _bound_s(pod: Obj) -> float | None:
+    """When the scheduler bound the pod (PodScheduled turned True), else its creation."""
+    bound_s = _time_s(_str(_true_condition(pod, "PodScheduled"), "lastTransitionTime"))
+    return bound_s if bound_s is not None else _created_s(pod)
 
 
 def _condition(obj: Obj | None, kind: str) -> Obj | None:
@@ -1625,15 +1941,50 @@ def _age(seconds: float) -> str:
 def _stamp(epoch_s: float | None, now_s: float) -> str:
     if epoch_s is None:
         return "at an unknown time"
-    iso = datetime.fromtimestamp(epoch_s, tz=UTC).isoformat().replace("+00:00", "Z")
+    iso = _iso(epoch_s)
     delta = now_s - epoch_s
     relative = f"{_age(delta)} ago" if delta >= 0 else f"in {_age(-delta)}"
     return f"{iso} ({relative})"
 
 
+def _iso(epoch_s: float | None) -> str:
+    if epoch_s is None:
+        return "an unknown time"
+    stamp = datetime.fromtimestamp(epoch_s, tz=UTC).isoformat(timespec="seconds")
+    return stamp.replace("+00:00", "Z")
+
+
 def _clip(text: str, limit: int) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _quote(text: str, *, limit: int, why: re.Pattern[str] | None = None) -> str:
+    """`text` on one line in at most `limit` characters, clipped so its cause survives.
+
+    Go errors wrap outermost first ("failed to X: failed to Y: root cause"), so the middle goes
+    and the end stays; if `why` matches a part that would be cut, that part is kept whole too.
+    """
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    head_len = limit // 3
+    tail_start = len(flat) - (limit - head_len - 1)
+    match = why.search(flat) if why is not None else None
+    if match is None or match.end() <= head_len or match.start() >= tail_start:
+        return flat[:head_len] + "…" + flat[tail_start:]
+    if match.end() < limit:
+        return flat[: limit - 1] + "…"
+    start = match.start()
+    head = flat[: min(limit // 6, start)]
+    room = limit - len(head) - 1
+    if len(flat) - start <= room:
+        return head + "…" + flat[start:]
+    middle = flat[start : start + max(match.end() - start, (room - 1) // 2)]
+    tail_len = room - 1 - len(middle)
+    if tail_len <= 0:
+        return head + "…" + middle[: room - 1] + "…"
+    return head + "…" + middle + "…" + flat[-tail_len:]
 
 
 def _names(names: Sequence[str]) -> str:

@@ -535,6 +535,7 @@ class SoakRun:
             backup_targets=tuple(view.items("backuptargets")),
             recurring_jobs=tuple(view.items("recurringjobs")),
             taken_at_s=self.clock(),
+            node_restarts=self._proven_restarts(),
         )
         self.last_snapshot = snapshot
         self._note_manager_pods()
@@ -559,6 +560,17 @@ class SoakRun:
                 },
             )
         return findings
+
+    def _proven_restarts(self) -> dict[str, float]:
+        """Node → start of its last reboot proven by a new boot id (a container restart keeps its
+        boot id and is left out: the diagnosis then reads the Ready transition instead)."""
+        restarts: dict[str, float] = {}
+        for outcome in self.outcomes:
+            for result in outcome.reboots:
+                proven = result.failure is None and result.new_boot_id not in (None, result.old_boot_id)
+                if proven and result.started_s > restarts.get(result.node, float("-inf")):
+                    restarts[result.node] = result.started_s
+        return restarts
 
     def findings(self) -> list[diagnosis.Finding]:
         """Every cause found, at failed steps and at the end: each once, as last seen (the same

@@ -34,15 +34,25 @@ and per volume:
   artifacts (done, not Error) and the window end.
 - **Retain**: each time a usable artifact becomes done, the usable live set (done, not yet `gone`)
   may hold `retain + 1` (the new one before its job deletes the oldest); every done that takes it
-  beyond that is one violation. `errors_left` counts Error artifacts never followed by `gone`.
-  Retain violations are reported. Error artifacts left at the end fail the job when more than
-  `retain` of them were not interrupted by a reboot (longhorn#7854: backups that start during or
-  after an outage fail, and the retain cleanup skips Error backups, so they pile up); one backup
-  cut off by each reboot ends in Error on a healthy cluster too.
-- **Pass**: a job passes on a volume when it has no missed tick outside outages, if there were
-  outages, it fired on time for some tick after the last one ended, and it left no more Error
-  artifacts than `retain`. The run passes when every job
-  passes on every volume. A job that fired on no volume at all while ticks went by fails too.
+  beyond that is one violation. `errors_left` counts every Error artifact never followed by `gone`;
+  `errors_piled_up` counts those of them that no reboot cut off (started before a reboot began,
+  recorded in Error after). Retain violations are reported. A job fails when `errors_piled_up` is
+  more than `retain` (longhorn#7854: backups that start during or after an outage fail, and the
+  retain cleanup skips Error backups, so they pile up); one backup cut off by each reboot ends in
+  Error on a healthy cluster too, so those are not counted against retain.
+- **Recovery**: if there were outages, the job must fire on time for some tick after the last one
+  ended. A run that was interrupted (end reason `interrupted`: stopped by SIGINT/SIGTERM, often in
+  the middle of a reboot) is not held to a recovery it could not have seen: when no tick after the
+  last outage's end was judged (the outage ended after the window, never ended, or only pending
+  ticks follow it) recovery is not judged and a note says so. Any other run is: it was meant to
+  watch ticks after its last reboot.
+- **Pass**: a job passes on a volume when it has no missed tick outside outages, it recovered after
+  the last outage (above), and it left no more Error artifacts than `retain` (above). The run passes
+  when every job passes on every volume. A job that fired on no volume at all while ticks went by
+  fails too.
+- **Outcome**: `failed` when anything failed; else `interrupted` when the run was interrupted (what
+  it saw passed, but it stopped before its verdict could be reached: `lhsoak analyze` exits 130);
+  else `passed`. A failure found before an interrupt is a failure (exit 1).
 - **Reboots**: `downtime_s` is start → ready (or the window end); `recovery_s` is ready → the first
   on-time fire started after ready, the maximum over jobs × volumes (null if one never came).
 - **Blind windows** (the recorder's watch was down) do not excuse a miss; a failure's text names
@@ -64,10 +74,12 @@ from lhsoak import ledger, schedule
 from lhsoak.timestamps import to_rfc3339
 
 __all__ = [
+    "INTERRUPTED_TEXT",
     "Failure",
     "JobVerdict",
     "Outage",
     "RebootVerdict",
+    "RunOutcome",
     "Verdict",
     "VolumeVerdict",
     "analyse",
@@ -75,6 +87,7 @@ __all__ = [
 ]
 
 Outcome = Literal["fired", "missed", "pending"]
+RunOutcome = Literal["passed", "failed", "interrupted"]
 MissCause = Literal["no_fire", "late", "error"]
 _MISS_CAUSES: tuple[MissCause, ...] = ("no_fire", "late", "error")
 
@@ -126,15 +139,18 @@ class VolumeVerdict:
     retain_violations: int
     """Times the usable artifacts exceeded retain + 1."""
     errors_left: int
-    """Error artifacts never deleted."""
+    """Every Error artifact never deleted."""
+    errors_piled_up: int
+    """Of `errors_left`, those no reboot cut off: what is compared against retain."""
     last_fire_done_s: float | None
     """When the last usable artifact became done."""
     fired_after_last_outage: bool | None
-    """Whether some tick after the last outage fired on time; None without outages."""
+    """Whether some tick after the last outage fired on time; None without outages, or when an
+    interrupted run judged no tick after it."""
     missed_ticks_s: tuple[float, ...]
     """The non-excused missed ticks."""
     passed: bool
-    """No missed tick outside outages, and fired after the last outage."""
+    """No missed tick outside outages, fired after the last outage, Errors piled up within retain."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,6 +169,19 @@ class JobVerdict:
     """One row per volume, sorted by name."""
     passed: bool
     """Every volume passed (and it fired somewhere if ticks went by)."""
+
+    @property
+    def artifact_noun(self) -> str:
+        """What its artifacts are called, plural: backups, snapshots, or artifacts."""
+        return _artifact_noun(self.task)
+
+
+def _artifact_noun(task: str) -> str:
+    # Longhorn's tasks: backup, backup-force-create, snapshot, snapshot-force-create, … .
+    for kind in ("backup", "snapshot"):
+        if task.startswith(kind):
+            return f"{kind}s"
+    return "artifacts"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,7 +221,7 @@ class Verdict:
     """The decision over a whole ledger; `to_json()` is the `lhsoak analyze --json` document."""
 
     passed: bool
-    """Every job passed on every volume."""
+    """Every job passed on every volume (in an interrupted run: as far as it got; see `outcome`)."""
     run_id: str
     """The run's id."""
     window_start_s: float
@@ -218,10 +247,23 @@ class Verdict:
     notes: tuple[str, ...]
     """Anything odd about the ledger worth a reader's attention."""
 
+    @property
+    def interrupted(self) -> bool:
+        """The run was stopped (SIGINT/SIGTERM) before its plan was done."""
+        return self.end_reason == "interrupted"
+
+    @property
+    def outcome(self) -> RunOutcome:
+        """failed if anything failed; else interrupted if the run was; else passed."""
+        if not self.passed:
+            return "failed"
+        return "interrupted" if self.interrupted else "passed"
+
     def to_json(self) -> dict[str, Any]:
         """The JSON document of `lhsoak analyze --json`."""
         return {
             "passed": self.passed,
+            "outcome": self.outcome,
             "jobs": {job.name: _job_json(job) for job in self.jobs},
             "reboots": [_reboot_json(reboot) for reboot in self.reboots],
             "failures": [
@@ -278,6 +320,7 @@ def _volume_json(row: VolumeVerdict) -> dict[str, Any]:
         "max_staleness_s": _round(row.max_staleness_s),
         "retain_violations": row.retain_violations,
         "errors_left": row.errors_left,
+        "errors_piled_up": row.errors_piled_up,
         "passed": row.passed,
         "missed_ticks": [to_rfc3339(tick) for tick in row.missed_ticks_s],
         "excused_missed": row.excused_missed,
@@ -330,10 +373,11 @@ class _Context:
     lag_bound_s: float
     outages: tuple[Outage, ...]
     blinds: tuple[ledger.Blind, ...]
+    interrupted: bool
 
     @property
-    def last_outage_end_s(self) -> float | None:
-        return max((outage.end_s for outage in self.outages), default=None)
+    def last_outage(self) -> Outage | None:
+        return max(self.outages, key=lambda outage: outage.end_s, default=None)
 
 
 def _job_ticks(job: ledger.Job, ctx: _Context) -> _JobTicks:
@@ -442,10 +486,17 @@ def _late_landed(judged: Sequence[_Tick]) -> int:
     )
 
 
-def _fired_after(judged: Sequence[_Tick], end_s: float | None) -> bool | None:
-    if end_s is None:
+def _fired_after(judged: Sequence[_Tick], ctx: _Context) -> bool | None:
+    last = ctx.last_outage
+    if last is None:
         return None
-    return any(tick.outcome == "fired" and tick.tick_s > end_s for tick in judged)
+    after = [tick for tick in judged if tick.tick_s > last.end_s]
+    if any(tick.outcome == "fired" for tick in after):
+        return True
+    # An interrupted run stopped before it could see the recovery: no verdict on it, not a failure.
+    if ctx.interrupted and not any(tick.outcome == "missed" for tick in after):
+        return None
+    return False
 
 
 class _Row(NamedTuple):
@@ -453,8 +504,6 @@ class _Row(NamedTuple):
 
     verdict: VolumeVerdict
     judged: Sequence[_Tick]
-    fires: Sequence[ledger.Fire] = ()
-    gone_s: Mapping[str, float] = {}
 
 
 def _judge_volume(
@@ -470,7 +519,8 @@ def _judge_volume(
     missed = [t for t in judged if t.outcome == "missed" and not t.excused]
     lags = sorted(t.lag_s for t in judged if t.lag_s is not None)
     usable = _usable_dones(fires)
-    fired_after = _fired_after(judged, ctx.last_outage_end_s)
+    fired_after = _fired_after(judged, ctx)
+    piled_up = _errors_not_from_interruptions(fires, gone_s, ctx.outages)
     row = VolumeVerdict(
         volume=volume,
         ticks=len(judged),
@@ -488,18 +538,14 @@ def _judge_volume(
         max_staleness_s=_max_staleness(usable, ctx),
         retain_violations=_retain_violations(usable, gone_s, retain=job.retain),
         errors_left=sum(1 for f in fires if f.state == "Error" and f.object not in gone_s),
+        errors_piled_up=piled_up,
         last_fire_done_s=max((done_s for done_s, _ in usable), default=None),
         fired_after_last_outage=fired_after,
         missed_ticks_s=tuple(t.tick_s for t in missed),
         passed=False,
     )
-    piled_up = _errors_not_from_interruptions(fires, gone_s, ctx.outages) > job.retain
-    return _Row(
-        dataclasses.replace(row, passed=not missed and fired_after is not False and not piled_up),
-        judged,
-        fires,
-        gone_s,
-    )
+    passed = not missed and fired_after is not False and piled_up <= job.retain
+    return _Row(dataclasses.replace(row, passed=passed), judged)
 
 
 def _errors_not_from_interruptions(
@@ -664,29 +710,54 @@ def _volume_failures(job: ledger.Job, row: _Row, ctx: _Context) -> list[Failure]
                 f"{_blind_text(verdict.missed_ticks_s, ctx)}",
             )
         )
-    if verdict.fired_after_last_outage is False:
-        failures.append(Failure(job.name, verdict.volume, _no_fire_after_text(ctx)))
-    piled = _errors_not_from_interruptions(row.fires, row.gone_s, ctx.outages)
-    if piled > job.retain:
-        failures.append(
-            Failure(
-                job.name,
-                verdict.volume,
-                f"{piled} Error artifacts left at the end that no reboot interrupted, more than retain "
-                f"{job.retain}: the retain cleanup skips them, so they pile up (longhorn#7854)",
-            )
-        )
+    if verdict.fired_after_last_outage is False and (last := ctx.last_outage) is not None:
+        failures.append(Failure(job.name, verdict.volume, _no_fire_after_text(last, ctx)))
+    if verdict.errors_piled_up > job.retain:
+        failures.append(Failure(job.name, verdict.volume, _piled_up_text(job, verdict)))
     return failures
 
 
-def _no_fire_after_text(ctx: _Context) -> str:
-    last = max(ctx.outages, key=lambda outage: outage.end_s)
+def _piled_up_text(job: ledger.Job, row: VolumeVerdict) -> str:
+    noun = _artifact_noun(job.task)
+    cut_off = row.errors_left - row.errors_piled_up
+    by = "a reboot" if cut_off == 1 else "reboots"
+    return (
+        f"{row.errors_piled_up} Error {noun} left at the end that no reboot cut off "
+        f"({row.errors_left} left in all, {cut_off} cut off by {by}), more than retain {job.retain}: "
+        "the retain cleanup skips them, so they pile up (longhorn#7854)"
+    )
+
+
+def _no_fire_after_text(last: Outage, ctx: _Context) -> str:
     if math.isinf(last.end_s):
         return (
             f"did not fire after the last outage: node {last.node} never became ready "
             f"(reboot started {to_rfc3339(last.start_s)})"
         )
+    if last.end_s >= ctx.window_end_s:
+        return (
+            f"no fire after the last outage could be seen: the run ended {to_rfc3339(ctx.window_end_s)}, "
+            f"before that outage did (node {last.node}, ready + settle at {to_rfc3339(last.end_s)})"
+        )
     return f"did not fire after the last outage (ended {to_rfc3339(last.end_s)})"
+
+
+def _unjudged_recovery_note(rows: Sequence[_Row], ctx: _Context) -> str | None:
+    """Say when an interrupted run left the recovery after its last outage unjudged."""
+    last = ctx.last_outage
+    unjudged = sum(row.verdict.fired_after_last_outage is None for row in rows)
+    if last is None or not unjudged:
+        return None
+    if math.isinf(last.end_s):
+        when = f"node {last.node} was not ready again"
+    elif last.end_s >= ctx.window_end_s:
+        when = f"the outage of node {last.node} ends {to_rfc3339(last.end_s)}, after the window"
+    else:
+        when = f"the outage of node {last.node} ended {to_rfc3339(last.end_s)}; later ticks are pending"
+    return (
+        f"the run was interrupted before a tick after the last outage could be judged ({when}): "
+        f"recovery was not judged on {unjudged} job × volume rows"
+    )
 
 
 def _nowhere_failure(job: ledger.Job, job_ticks: _JobTicks, ctx: _Context) -> Failure | None:
@@ -757,6 +828,7 @@ def _analyse(led: ledger.Ledger) -> Verdict:
         lag_bound_s=run.lag_bound_s,
         outages=tuple(Outage(r.node, r.start_s, r.outage_end_s) for r in reboots),
         blinds=tuple(sorted(led.blinds, key=lambda blind: blind.from_s)),
+        interrupted=led.end is not None and led.end.reason == "interrupted",
     )
     fires = _group_fires(led.latest_fires())
     gone_s = _gone_times(led.gones)
@@ -801,6 +873,8 @@ def _analyse(led: ledger.Ledger) -> Verdict:
         for r in reboots
     ]
     notes.extend(_ledger_notes(led, job_names={job.name for job in run.jobs}))
+    if (unjudged := _unjudged_recovery_note(rows, ctx)) is not None:
+        notes.append(unjudged)
     if pending:
         notes.append(f"{pending} ticks were too close to the window end to judge (pending)")
     return Verdict(
@@ -821,6 +895,18 @@ def _analyse(led: ledger.Ledger) -> Verdict:
 
 
 # The human table.
+
+INTERRUPTED_TEXT = "INTERRUPTED: the run was stopped before its verdict could be reached"
+"""How an interrupted run with no failure is reported (the soak's headline says the same)."""
+
+_COLUMN_KEY = (
+    "columns (TICKS = FIRED + MISSED + MISSED-IN-OUTAGE + PENDING):",
+    "- IN-OUTAGE: ticks due while an outage ran (excused, whatever became of them)",
+    "- MISSED: missed ticks outside outages (they fail a job)",
+    "- MISSED-IN-OUTAGE: missed ticks excused by an outage",
+    "- ERRORS-LEFT: every Error artifact never deleted",
+    "- PILED-UP: those no reboot cut off (more than retain fail a job)",
+)
 
 
 def _fmt_s(value: float | None) -> str:
@@ -851,16 +937,18 @@ def render_table(v: Verdict) -> str:
         f"settle {v.settle_s:g} s",
         "",
     ]
-    header = ("JOB", "VOLUME", "TICKS", "EXCUSED", "FIRED", "MISSED", "LAG p50/p95/max s",
-              "STALENESS s", "OVER-RETAIN", "ERRORS-LEFT", "PASSED")  # fmt: skip
+    header = ("JOB", "VOLUME", "TICKS", "IN-OUTAGE", "FIRED", "MISSED", "MISSED-IN-OUTAGE", "PENDING",
+              "LAG p50/p95/max s", "STALENESS s", "OVER-RETAIN", "ERRORS-LEFT", "PILED-UP",
+              "PASSED")  # fmt: skip
     body = [
         (job.name, row.volume, str(row.ticks), str(row.excused), str(row.fired), str(row.missed),
-         _lag_text(row), _fmt_s(row.max_staleness_s), str(row.retain_violations),
-         str(row.errors_left), "yes" if row.passed else "NO")
+         str(row.excused_missed), str(row.pending), _lag_text(row), _fmt_s(row.max_staleness_s),
+         str(row.retain_violations), str(row.errors_left), str(row.errors_piled_up),
+         "yes" if row.passed else "NO")
         for job in v.jobs
         for row in job.volumes
     ]  # fmt: skip
-    lines.extend(_table(header, body) if body else ["(no job fired on any volume)"])
+    lines.extend([*_table(header, body), "", *_COLUMN_KEY] if body else ["(no job fired on any volume)"])
     if v.reboots:
         lines += ["", "reboots:"]
         lines += _table(
@@ -882,5 +970,15 @@ def render_table(v: Verdict) -> str:
     if v.notes:
         lines += ["", "notes:"]
         lines += [f"- {note}" for note in v.notes]
-    lines += ["", "PASSED" if v.passed else f"FAILED ({len(v.failures)} failures)"]
+    lines += ["", _outcome_line(v)]
     return "\n".join(lines) + "\n"
+
+
+def _outcome_line(v: Verdict) -> str:
+    if v.outcome == "passed":
+        return "PASSED"
+    if v.outcome == "interrupted":
+        return INTERRUPTED_TEXT
+    plural = "" if len(v.failures) == 1 else "s"
+    then = " before the run was INTERRUPTED" if v.interrupted else ""
+    return f"FAILED ({len(v.failures)} failure{plural}){then}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from lhsoak import verdict
+from lhsoak import diagnosis, verdict
 
 LabSoak = Callable[..., Any]
 
@@ -44,7 +44,8 @@ def test_a_backup_stuck_in_progress_is_caught_while_snapshots_go_on(lab_soak: La
 def test_error_backups_piling_up_past_retain_are_caught(lab_soak: LabSoak) -> None:
     outcome = lab_soak("error-backups")
     assert not outcome.verdict.passed
-    assert "error-backups-beyond-retain" in outcome.categories, outcome.findings
+    assert "error-backups-beyond-retain" in outcome.categories, diagnosis.render(outcome.findings)
+    assert "backup-target-unavailable" not in outcome.categories, diagnosis.render(outcome.findings)
 
 
 def test_a_backup_target_outage_is_caught_and_recorded(lab_soak: LabSoak) -> None:
@@ -54,6 +55,15 @@ def test_a_backup_target_outage_is_caught_and_recorded(lab_soak: LabSoak) -> Non
     assert not outcome.verdict.passed
     assert _failed_jobs(outcome.verdict) == {"soak-backup"}, verdict.render_table(outcome.verdict)
     assert any("BackupTarget/default: unavailable" in note for note in outcome.notes), outcome.notes
+    # The outage is over by the time the diagnosis runs: the Error backups' messages, which say the
+    # target was unavailable, must name the cause, not longhorn#7854's stale lock.
+    rendered = diagnosis.render(outcome.findings)
+    assert "backup-target-unavailable" in outcome.categories, rendered
+    assert "error-backups-beyond-retain" not in outcome.categories, rendered
+    target = next(f for f in outcome.findings if f.category == "backup-target-unavailable")
+    assert target.summary.startswith("backup target default "), rendered
+    assert "backup target default is unavailable" in target.detail, rendered
+    assert "Not longhorn#7854" in target.detail, rendered
 
 
 def test_remediation_applies_the_workaround_and_the_jobs_resume_but_the_run_still_fails(

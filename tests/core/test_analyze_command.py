@@ -184,3 +184,48 @@ def test_a_missing_ledger_or_argument_exits_2(tmp_path: Path, capsys: pytest.Cap
     assert "cannot read ledger" in capsys.readouterr().err
     assert cli.main(["analyze"]) == 2
     assert "LEDGER" in capsys.readouterr().err
+
+
+def _interrupted_mid_reboot(tmp_path: Path, *, miss: str | None = None) -> Path:
+    """Two jobs on time on two volumes until worker-1 reboots at 07:21:00; the soak is stopped then:
+    its teardown brings the node back (Ready 07:22:30) and ends the ledger 10 ms later, before
+    ready + settle (07:23:30). With `miss`, vol-2's snapshot of that tick was never made."""
+    b = Builder(
+        start_s=at("07:00:00"),
+        jobs=[job_spec("soak-snap", task="snapshot"), job_spec("soak-backup", task="backup")],
+        volumes=list(VOLUMES),
+    )
+    for job in ("soak-snap", "soak-backup"):
+        b.regular_fires(
+            job=job,
+            volumes=list(VOLUMES),
+            until_s=at("07:20:05"),
+            skip=lambda t, v, j=job: miss is not None and (j, v, t) == ("soak-snap", "vol-2", at(miss)),
+        )
+    b.reboot_cycle(node="worker-1", start_s=at("07:21:00"), ready_s=at("07:22:30"))
+    b.end(ts_s=at("07:22:30.01"), reason="interrupted")
+    return b.write(tmp_path / "ledger.jsonl")
+
+
+def test_an_interrupted_run_without_failures_exits_130_saying_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _interrupted_mid_reboot(tmp_path)
+    assert cli.main(["analyze", str(path)]) == 130
+    out = capsys.readouterr().out
+    assert "did not fire after the last outage" not in out
+    assert out.splitlines()[-1] == "INTERRUPTED: the run was stopped before its verdict could be reached"
+    code, document = _analyze_json(path, capsys)
+    assert (code, document["outcome"], document["failures"]) == (130, "interrupted", [])
+
+
+def test_an_interrupted_run_with_a_miss_well_before_the_interrupt_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, document = _analyze_json(_interrupted_mid_reboot(tmp_path, miss="07:10:00"), capsys)
+    assert (code, document["outcome"]) == (1, "failed")
+    failures = document["failures"]
+    assert isinstance(failures, list)
+    assert [(f["job"], f["volume"]) for f in failures] == [("soak-snap", "vol-2")]
+    assert cli.main(["analyze", str(tmp_path / "ledger.jsonl")]) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == "FAILED (1 failure) before the run was INTERRUPTED"

@@ -83,7 +83,9 @@ def _analyse(scenario: Scenario) -> verdict.VolumeVerdict:
     return _verdict(scenario).jobs[0].volumes[0]
 
 
-def _verdict(scenario: Scenario, *, lag_bound_s: float = LAG_BOUND_S) -> verdict.Verdict:
+def _verdict(
+    scenario: Scenario, *, lag_bound_s: float = LAG_BOUND_S, end_reason: str = "completed"
+) -> verdict.Verdict:
     b = Builder(
         start_s=START_S, jobs=[job_spec("j", task="backup")], volumes=["vol-1"], lag_bound_s=lag_bound_s
     )
@@ -111,8 +113,23 @@ def _verdict(scenario: Scenario, *, lag_bound_s: float = LAG_BOUND_S) -> verdict
             ready_s=ready if ready is not None and ready < scenario.end_s else None,
             down_s=1,
         )
-    b.end(ts_s=scenario.end_s)
+    b.end(ts_s=scenario.end_s, reason=end_reason)
     return verdict.analyse(b.ledger())
+
+
+@settings(max_examples=80, deadline=None)
+@given(scenario=_scenarios() | _mostly_healthy())
+def test_an_interrupt_never_adds_a_failure_and_only_lifts_an_unseen_recovery(scenario: Scenario) -> None:
+    completed = _verdict(scenario)
+    interrupted = _verdict(scenario, end_reason="interrupted")
+    assert set(interrupted.failures) <= set(completed.failures)
+    lifted = set(completed.failures) - set(interrupted.failures)
+    assert all("after the last outage" in failure.reason for failure in lifted), lifted
+    (before,), (after,) = (result.jobs[0].volumes for result in (completed, interrupted))
+    assert dataclasses.replace(after, fired_after_last_outage=None, passed=True) == dataclasses.replace(
+        before, fired_after_last_outage=None, passed=True
+    )
+    assert interrupted.outcome == ("failed" if interrupted.failures else "interrupted")
 
 
 @settings(max_examples=80, deadline=None)
@@ -166,7 +183,10 @@ def test_excused_ticks_never_count_as_missed_and_outcomes_partition_the_ticks(
     assert row.ticks == row.fired + row.missed + row.excused_missed + row.pending
     assert row.missed == len(row.missed_ticks_s) == sum(row.missed_causes.values())
     assert row.excused_missed <= row.excused
-    assert row.passed == (row.missed == 0 and row.fired_after_last_outage is not False)
+    assert row.errors_piled_up <= row.errors_left
+    assert row.passed == (
+        row.missed == 0 and row.fired_after_last_outage is not False and row.errors_piled_up <= 1
+    )
     assert result.passed == row.passed
     if row.lag_max_s is not None:
         assert row.lag_p50_s is not None

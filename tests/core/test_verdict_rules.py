@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from lhsoak import ledger, ledger_synth, timestamps, verdict
@@ -332,6 +334,65 @@ def test_a_job_must_fire_on_time_after_the_last_outage() -> None:
     assert _reasons(result) == [f"did not fire after the last outage (ended {iso('07:29:00')})"]
 
 
+def _interrupted_mid_reboot(*, ready: str | None, reason: str = "interrupted") -> Builder:
+    """Both jobs fire on time on two volumes; worker-1 reboots at 07:21:00 and the run is stopped
+    during it: the teardown brings the node back (`ready`, when given) and ends the ledger at 07:22:31,
+    before ready + the 60 s settle."""
+    b = _builder(jobs=(SNAP, BACKUP))
+    for job in ("soak-snap", "soak-backup"):
+        b.regular_fires(job=job, volumes=["vol-1", "vol-2"], until_s=at("07:20:05"))
+    b.reboot_cycle(node="worker-1", start_s=at("07:21:00"), ready_s=at(ready) if ready else None)
+    b.end(ts_s=at("07:22:31"), reason=reason)
+    return b
+
+
+@pytest.mark.parametrize("ready", ["07:22:30", None], ids=["ready-just-before-the-end", "never-ready"])
+def test_an_interrupted_run_is_not_failed_for_a_recovery_it_could_not_see(ready: str | None) -> None:
+    result = verdict.analyse(_interrupted_mid_reboot(ready=ready).ledger())
+    assert result.window_end_s < result.outages[-1].end_s
+    assert result.failures == ()
+    assert result.passed
+    assert result.outcome == "interrupted"
+    assert result.to_json()["outcome"] == "interrupted"
+    for job in result.jobs:
+        for row in job.volumes:
+            assert (row.missed, row.fired_after_last_outage, row.passed) == (0, None, True)
+    assert any(
+        "interrupted before a tick after the last outage could be judged" in note for note in result.notes
+    ), result.notes
+
+
+def test_an_interrupted_run_with_misses_before_the_interrupt_fails_for_them_only() -> None:
+    b = _builder(jobs=(SNAP, BACKUP))
+    for job in ("soak-snap", "soak-backup"):
+        b.regular_fires(
+            job=job,
+            volumes=["vol-1", "vol-2"],
+            until_s=at("07:20:05"),
+            skip=lambda t, v: v == "vol-2" and t == at("07:10:00"),
+        )
+    b.reboot_cycle(node="worker-1", start_s=at("07:21:00"), ready_s=at("07:22:30"))
+    b.end(ts_s=at("07:22:31"), reason="interrupted")
+    result = verdict.analyse(b.ledger())
+    assert result.outcome == "failed"
+    assert [(f.job, f.volume) for f in result.failures] == [("soak-snap", "vol-2"), ("soak-backup", "vol-2")]
+    assert all(
+        f.reason.startswith(f"1 missed tick outside outages (first {iso('07:10:00')}")
+        for f in result.failures
+    )
+
+
+def test_a_completed_run_that_ends_inside_its_last_outage_fails_saying_the_recovery_was_not_seen() -> None:
+    result = verdict.analyse(_interrupted_mid_reboot(ready="07:22:30", reason="completed").ledger())
+    assert result.outcome == "failed"
+    assert _row(result).fired_after_last_outage is False
+    assert len(result.failures) == 4
+    assert _reasons(result)[0] == (
+        f"no fire after the last outage could be seen: the run ended {iso('07:22:31')}, before that "
+        f"outage did (node worker-1, ready + settle at {iso('07:23:30')})"
+    )
+
+
 def test_recovery_is_the_slowest_job_and_volume_to_fire_after_ready() -> None:
     b = _builder(jobs=(SNAP, BACKUP))
     ready = at("07:13:00")
@@ -428,10 +489,11 @@ def test_error_artifacts_piling_up_beyond_retain_fail_the_job_even_inside_outage
     b.end(ts_s=at("07:20:00"))
     result = verdict.analyse(b.ledger())
     row = _row(result)
-    assert (row.missed, row.errors_left) == (0, 2)
+    assert (row.missed, row.errors_left, row.errors_piled_up) == (0, 2, 2)
     assert not row.passed
     assert any(
-        "2 Error artifacts left at the end that no reboot interrupted, more than retain 1" in f.reason
+        "2 Error backups left at the end that no reboot cut off (2 left in all, 0 cut off by reboots), "
+        "more than retain 1" in f.reason
         for f in result.failures
     )
 
@@ -471,6 +533,46 @@ def test_backups_cut_off_by_reboots_end_in_error_without_failing_the_job() -> No
     b.end(ts_s=at("07:20:00"))
     row = _row(verdict.analyse(b.ledger()))
     assert (row.errors_left, row.missed, row.passed) == (2, 0, True)
+
+
+def _reboots_cutting_off_backups_then_errors_piling_up() -> Builder:
+    """Each of 3 reboots cuts off the backup running then (Error: expected, one per reboot); the
+    backup of the tick after each reboot started during the outage and ends in Error too
+    (longhorn#7854: those pile up)."""
+    b = _builder()
+    cut_off = (at("07:04:00"), at("07:12:00"), at("07:20:00"))
+    after = tuple(tick + 120 for tick in cut_off)
+    b.regular_fires(
+        job="soak-backup",
+        volumes=["vol-1"],
+        until_s=at("07:30:00"),
+        skip=lambda t, _v: t in cut_off or t in after,
+    )
+    for tick in (*cut_off, *after):
+        b.fire(
+            job="soak-backup", volume="vol-1", started_s=tick + 2, done_s=None, state="Error", ts_s=tick + 20
+        )
+    for tick in cut_off:
+        b.reboot_cycle(node="worker-1", start_s=tick + 10, ready_s=tick + 60)
+    b.end(ts_s=at("07:30:00"))
+    return b
+
+
+def test_the_error_count_compared_with_retain_is_the_one_the_failure_names() -> None:
+    result = verdict.analyse(_reboots_cutting_off_backups_then_errors_piling_up().ledger())
+    row = _row(result)
+    assert (row.missed, row.fired_after_last_outage) == (0, True)
+    assert (row.errors_left, row.errors_piled_up, row.passed) == (6, 3, False)
+    assert _reasons(result) == [
+        "3 Error backups left at the end that no reboot cut off (6 left in all, 3 cut off by "
+        "reboots), more than retain 1: the retain cleanup skips them, so they pile up (longhorn#7854)"
+    ]
+    document = result.to_json()["jobs"]["soak-backup"]["volumes"]["vol-1"]
+    assert (document["errors_left"], document["errors_piled_up"]) == (6, 3)
+    table = verdict.render_table(result)
+    header, values = (re.split(r"\s{2,}", line) for line in table.splitlines()[2:4])
+    columns = dict(zip(header, values, strict=True))
+    assert (columns["ERRORS-LEFT"], columns["PILED-UP"]) == ("6", "3")
 
 
 def test_error_artifacts_within_retain_are_reported_but_do_not_fail() -> None:
@@ -609,16 +711,22 @@ def test_the_table_shows_rows_reboots_failures_and_the_verdict() -> None:
     b.end(ts_s=at("07:30:00"))
     table = verdict.render_table(verdict.analyse(b.ledger()))
     lines = table.splitlines()
-    assert lines[2].split()[:6] == ["JOB", "VOLUME", "TICKS", "EXCUSED", "FIRED", "MISSED"]
+    assert re.split(r"\s{2,}", lines[2]) == [
+        "JOB", "VOLUME", "TICKS", "IN-OUTAGE", "FIRED", "MISSED", "MISSED-IN-OUTAGE", "PENDING",
+        "LAG p50/p95/max s", "STALENESS s", "OVER-RETAIN", "ERRORS-LEFT", "PILED-UP", "PASSED",
+    ]  # fmt: skip
     assert lines[3].split() == [
         "soak-snap",
         "vol-1",
         "14",
-        "3",  # 07:14 (due until 07:16, after the reboot began), 07:16 and 07:18
+        "3",  # in outage: 07:14 (due until 07:16, after the reboot began), 07:16 and 07:18
         "14",
+        "0",
+        "0",  # none of them missed
         "0",
         "8.0/8.0/8.0",
         "120.0",
+        "0",
         "0",
         "0",
         "yes",
@@ -629,6 +737,48 @@ def test_the_table_shows_rows_reboots_failures_and_the_verdict() -> None:
     assert "150.0" in table
     assert "- soak-backup on vol-1: 6 missed ticks outside outages" in table
     assert lines[-1] == "FAILED (2 failures)"
+
+
+def test_the_table_says_what_each_count_counts() -> None:
+    b = _builder()
+    b.regular_fires(job="soak-backup", volumes=["vol-1"], until_s=at("07:10:00"))
+    b.end(ts_s=at("07:10:00"))
+    table = verdict.render_table(verdict.analyse(b.ledger()))
+    for column, meaning in (
+        ("IN-OUTAGE", "ticks due while an outage ran"),
+        ("MISSED", "missed ticks outside outages"),
+        ("MISSED-IN-OUTAGE", "missed ticks excused by an outage"),
+        ("ERRORS-LEFT", "every Error artifact never deleted"),
+        ("PILED-UP", "those no reboot cut off"),
+    ):
+        assert re.search(rf"\b{column}: {meaning}", table), (column, table)
+
+
+@pytest.mark.parametrize(
+    ("ready", "reason", "last_line"),
+    [
+        ("07:22:30", "interrupted", "INTERRUPTED: the run was stopped before its verdict could be reached"),
+        ("07:22:30", "completed", "FAILED (4 failures)"),
+    ],
+)
+def test_the_table_ends_with_the_outcome(ready: str, reason: str, last_line: str) -> None:
+    table = verdict.render_table(
+        verdict.analyse(_interrupted_mid_reboot(ready=ready, reason=reason).ledger())
+    )
+    assert table.splitlines()[-1] == last_line
+
+
+def test_a_failed_interrupted_run_says_both() -> None:
+    b = _builder()
+    b.regular_fires(
+        job="soak-backup", volumes=["vol-1"], until_s=at("07:10:00"), skip=lambda t, _v: t == at("07:04:00")
+    )
+    b.end(ts_s=at("07:10:00"), reason="interrupted")
+    result = verdict.analyse(b.ledger())
+    assert result.outcome == "failed"
+    assert (
+        verdict.render_table(result).splitlines()[-1] == "FAILED (1 failure) before the run was INTERRUPTED"
+    )
 
 
 @pytest.mark.parametrize("hours", [1.0])

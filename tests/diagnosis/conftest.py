@@ -787,6 +787,8 @@ class World:
     """A cluster's objects by kind; tests put() broken objects over healthy ones."""
 
     objects: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    node_restarts: dict[str, float] = field(default_factory=dict)
+    """What the harness proved: node -> when its last reboot (a changed bootID) started."""
 
     _LIST_OF_KIND: ClassVar[Mapping[str, str]] = diagnosis.SNAPSHOT_FIELD_OF_KIND
 
@@ -847,6 +849,7 @@ class World:
     def snapshot(self) -> diagnosis.ClusterSnapshot:
         return diagnosis.ClusterSnapshot(
             taken_at_s=NOW_S,
+            node_restarts=dict(self.node_restarts),
             **{name: tuple(self.objects.get(name, ())) for name in self._LIST_OF_KIND.values()},
         )
 

@@ -71,3 +71,18 @@ def test_the_failed_backup_ttl_is_a_parameter(world, make):
     findings = world.diagnose(thresholds=diagnosis.Thresholds(failed_backup_ttl_s=1800))
 
     assert "the oldest is already past it" in findings[0].detail
+
+
+def test_errors_other_than_a_stale_lock_do_not_claim_longhorn_7854(world, make):
+    world.put(
+        *(
+            make.backup("soak-bak", "soak-vol-2", created=make.clock(m), state="Error", error="x")
+            for m in ("11:10", "11:20", "11:30")
+        )
+    )
+
+    findings = [f for f in world.diagnose() if f.category == "error-backups-beyond-retain"]
+
+    assert len(findings) == 1, diagnosis.render(findings)
+    assert findings[0].summary.endswith('old: "x"')
+    assert findings[0].data["issues"] == []

@@ -125,3 +125,15 @@ def test_a_backup_older_than_the_active_job_is_not_what_its_pod_waits_on(world, 
         "soak-vol-1": True,
         "soak-vol-2": False,
     }
+
+
+def test_a_proven_reboot_of_the_owner_node_counts_though_ready_never_flipped(world, make):
+    _stuck_backup(world, make)
+    # A full-cluster restart: node-2 got a new boot id at 11:40, but its Ready condition kept a
+    # transition time from before the backup started.
+    world.put(make.node("node-2", since=make.clock("11:00")))
+    world.node_restarts["node-2"] = make.clock("11:40").timestamp()
+
+    finding = only(world.diagnose(), "stuck-inprogress-backup")
+
+    assert "restart or lost contact after the backup started" in finding.detail

@@ -127,3 +127,75 @@ def test_a_running_job_pod_is_not_a_pending_finding(world, make):
     categories = [finding.category for finding in world.diagnose()]
 
     assert "stuck-pending-job" not in categories
+
+
+def _pending_after_full_cluster_restart(world, make):
+    """soak-bak's 11:30 pod bound to node-2, which now has a new boot id; with the control plane
+    down too, a full-cluster restart never flipped its Ready condition: Ready=True since 11:20,
+    before the pod was even bound. Tests say when the harness proved the reboot, if it did."""
+    world.put(make.node("node-2", since=make.clock("11:20"), boot_id=REBOOTED_BOOT_ID))
+    return world.block_cronjob(
+        "soak-bak",
+        scheduled=make.clock("11:30"),
+        phase="Pending",
+        node="node-2",
+        suffix="b7m2q",
+        already_active=(6, make.clock("11:35"), make.clock("12:00")),
+    )
+
+
+def test_a_reboot_the_harness_proved_shows_though_ready_never_flipped(world, make):
+    stuck = _pending_after_full_cluster_restart(world, make)
+    rebooted_s = make.clock("11:33").timestamp() + 0.4
+    world.node_restarts["node-2"] = rebooted_s
+    pod_name = f"{stuck['metadata']['name']}-b7m2q"
+
+    finding = only(world.diagnose(stalled={"soak-bak"}), "stuck-pending-job")
+
+    assert finding.summary == (
+        f"soak-bak: job pod {pod_name} Pending for 30m30s on node node-2, rebooted (boot id changed) "
+        "at 2025-03-20T11:33:00Z after the pod was bound at 2025-03-20T11:30:00Z; the Forbid CronJob "
+        "has skipped 6 ticks (longhorn#9185)"
+    )
+    assert "Ready node" not in finding.summary
+    for fact in (
+        "Node node-2 was rebooted (boot id changed, proven by the harness) at 2025-03-20T11:33:00Z "
+        "(27m30s ago), after the pod was bound at 2025-03-20T11:30:00Z (30m30s ago); the pod still "
+        "shows Pending.",
+        "Its Ready condition last changed before that reboot",
+        f"bootID {REBOOTED_BOOT_ID}",
+        "never started it after the reboot (kubernetes#118321)",
+        f"Workaround: kubectl -n longhorn-system delete pod {pod_name} (Longhorn KB",
+    ):
+        assert fact in finding.detail, f"{fact!r} missing from:\n{finding.detail}"
+    assert finding.data["node_restarted_after_bind"] is True
+    assert finding.data["node_rebooted_at_s"] == rebooted_s
+    assert finding.data["pod_bound_at_s"] == make.clock("11:30").timestamp()
+
+
+def test_without_the_harness_proof_the_ready_condition_is_all_there_is(world, make):
+    _pending_after_full_cluster_restart(world, make)
+
+    finding = only(world.diagnose(), "stuck-pending-job")
+
+    assert "though bound to Ready node node-2" in finding.summary
+    assert "rebooted" not in finding.summary
+    assert finding.data["node_restarted_after_bind"] is False
+    assert finding.data["node_rebooted_at_s"] is None
+
+
+def test_a_reboot_before_the_pod_was_bound_is_not_blamed(world, make):
+    _pending_after_full_cluster_restart(world, make)
+    world.node_restarts["node-2"] = make.clock("11:25").timestamp()
+
+    finding = only(world.diagnose(), "stuck-pending-job")
+
+    assert "though bound to Ready node node-2" in finding.summary
+    assert "was rebooted" not in finding.detail
+    assert finding.data["node_restarted_after_bind"] is False
+
+
+def test_a_snapshot_without_node_restarts_still_builds(make):
+    snapshot = diagnosis.ClusterSnapshot(taken_at_s=make.NOW_S)
+
+    assert snapshot.node_restarts == {}

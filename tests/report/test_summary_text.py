@@ -22,7 +22,7 @@ def test_the_summary_has_a_table_per_job_with_its_misses_and_the_reboots(
     backup = next(b for b in blocks if b.startswith("soak-backup"))
     assert "): passed" in snap.splitlines()[0]
     assert "): FAILED" in backup.splitlines()[0]
-    assert re.search(r"^\s+vol-a\s+30\s+10\s+12\s", backup, flags=re.M), backup
+    assert re.search(r"^\s+vol-a\s+30\s+\d+\s+10\s+12\s", backup, flags=re.M), backup
     assert "missed on vol-a: 00:30:00 (no fire), 00:32:00 (no fire)" in backup
     assert "… 6 more" in backup
     reboots = next(b for b in blocks if b.startswith("reboots:"))
@@ -123,4 +123,103 @@ def test_a_step_with_findings_carries_their_categories() -> None:
     assert text.splitlines()[:2] == ["step 2: missed ticks", "lhsoak-category: stuck-inprogress-backup"]
     assert (
         summary.step_failure_text("step 2: missed ticks").splitlines()[1] == "lhsoak-category: missed-ticks"
+    )
+
+
+def _cells(line: str) -> list[str]:
+    return re.split(r"\s{2,}", line.strip())
+
+
+def _summary_columns(text: str, job: str, volume: str) -> dict[str, str]:
+    block = next(b for b in text.split("\n\n") if b.startswith(job)).splitlines()
+    row = next(line for line in block if line.split()[:1] == [volume])
+    return dict(zip(_cells(block[1]), _cells(row), strict=True))
+
+
+def _analyze_columns(result: verdict.Verdict, job: str, volume: str) -> dict[str, str]:
+    lines = verdict.render_table(result).splitlines()
+    row = next(line for line in lines if line.split()[:2] == [job, volume])
+    return dict(zip(_cells(lines[2]), _cells(row), strict=True))
+
+
+def test_the_summary_and_analyze_count_the_same_things_under_the_same_names(
+    stalled_verdict: verdict.Verdict,
+) -> None:
+    text = summary.summary_text(stalled_verdict)
+    for job in stalled_verdict.jobs:
+        for row in job.volumes:
+            mine = _summary_columns(text, job.name, row.volume)
+            theirs = _analyze_columns(stalled_verdict, job.name, row.volume)
+            for name, value in (
+                ("in outage", row.excused),
+                ("fired", row.fired),
+                ("missed", row.missed),
+                ("missed in outage", row.excused_missed),
+                ("pending", row.pending),
+                ("Errors left", row.errors_left),
+                ("piled up", row.errors_piled_up),
+            ):
+                assert mine[name] == theirs[name.upper().replace(" ", "-")] == str(value), name
+    assert "in outage: ticks due while an outage ran" in text
+
+
+def _error_backups(*, volumes: tuple[str, ...] = ("v",), end_reason: str = "completed") -> verdict.Verdict:
+    """node-1 is down 07:19:50 to 07:28:20; every backup started meanwhile ends in Error and stays
+    (longhorn#7854). Those ticks are excused; the job fires on time again from 07:30."""
+    b = Builder(start_s=START_S, jobs=[job_spec("soak-backup", task="backup")], volumes=list(volumes))
+    b.regular_fires(
+        job="soak-backup",
+        volumes=volumes,
+        until_s=START_S + 2400,
+        skip=lambda t, _v: START_S + 1200 <= t < START_S + 1800,
+    )
+    for volume in volumes:
+        for tick in (START_S + 1200 + 120 * k for k in range(5)):
+            b.fire(job="soak-backup", volume=volume, started_s=tick + 2, done_s=None, state="Error")
+    b.reboot_cycle(node="node-1", start_s=START_S + 1190, ready_s=START_S + 1700)
+    b.end(ts_s=START_S + 2400, reason=end_reason)
+    return verdict.analyse(b.ledger())
+
+
+def test_the_headline_names_error_backups_piling_up_not_missed_ticks() -> None:
+    result = _error_backups()
+    (row,) = result.jobs[0].volumes
+    assert (row.missed, row.errors_piled_up) == (0, 5)
+    assert summary.headline(result) == (
+        "lhsoak synthetic: FAILED: soak-backup left 5 Error backups, more than retain 1"
+    )
+    several = _error_backups(volumes=("v1", "v2", "v3"))
+    assert summary.headline(several) == (
+        "lhsoak synthetic: FAILED: soak-backup left Error backups beyond retain 1 on 3 of 3 volumes "
+        "(up to 5 on one)"
+    )
+
+
+def test_the_headline_counts_each_job_s_own_missed_ticks() -> None:
+    b = Builder(
+        start_s=START_S,
+        jobs=[job_spec("snap", task="snapshot"), job_spec("backup", task="backup")],
+        volumes=["v"],
+    )
+    b.regular_fires(job="snap", volumes=["v"], until_s=START_S + 600, skip=lambda t, _v: t == START_S + 240)
+    b.regular_fires(job="backup", volumes=["v"], until_s=START_S + 600, skip=lambda t, _v: t >= START_S + 240)
+    b.end(ts_s=START_S + 600)
+    assert summary.headline(verdict.analyse(b.ledger())) == (
+        "lhsoak synthetic: FAILED: snap stopped firing (1 missed tick outside outages); "
+        "backup stopped firing (3 missed ticks outside outages)"
+    )
+
+
+def test_an_interrupted_run_is_interrupted_unless_it_failed_before() -> None:
+    b = Builder(start_s=START_S, jobs=[job_spec("snap", task="snapshot")], volumes=["v"])
+    b.regular_fires(job="snap", volumes=["v"], until_s=START_S + 600)
+    b.reboot_cycle(node="node-1", start_s=START_S + 590, ready_s=None)
+    b.end(ts_s=START_S + 600, reason="interrupted")
+    assert summary.headline(verdict.analyse(b.ledger())) == (
+        "lhsoak synthetic: INTERRUPTED: the run was stopped before its verdict could be reached"
+    )
+    failed = summary.headline(_error_backups(end_reason="interrupted"))
+    assert failed == (
+        "lhsoak synthetic: FAILED before the run was INTERRUPTED: soak-backup left 5 Error backups, "
+        "more than retain 1"
     )

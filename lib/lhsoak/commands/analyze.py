@@ -1,4 +1,9 @@
-"""`lhsoak analyze LEDGER [--json]`: judge a soak run's ledger (exit 0 passed, 1 failed, 2 bad ledger)."""
+"""`lhsoak analyze LEDGER [--json]`: judge a soak run's ledger.
+
+Exit 0 passed, 1 failed (also when the failure was found before the run was interrupted), 2 bad
+ledger, 130 the run was interrupted and nothing had failed before it stopped: as the soak itself
+says, the verdict could not be reached.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,12 @@ from lhsoak import errors, ledger, verdict
 NAME = "analyze"
 HELP = "Judge a run's tick ledger: did every recurring job keep firing on every volume?"
 
+_EXIT_CODES: dict[verdict.RunOutcome, int] = {
+    "passed": errors.EXIT_PASSED,
+    "failed": errors.EXIT_FAILED,
+    "interrupted": errors.EXIT_INTERRUPTED,
+}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ledger to read and the output format."""
@@ -19,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the verdict; exit 0 when it passed, 1 when it failed."""
+    """Print the verdict; exit 0 passed, 1 failed, 130 interrupted before anything failed."""
     path: Path = args.ledger
     try:
         parsed = ledger.read(path)
@@ -32,4 +43,4 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
     else:
         print(verdict.render_table(result), end="")
-    return errors.EXIT_PASSED if result.passed else errors.EXIT_FAILED
+    return _EXIT_CODES[result.outcome]

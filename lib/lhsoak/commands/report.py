@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Literal
 
-from lhsoak import errors, ledger
+from lhsoak import errors, ledger, verdict
 from lhsoak.report import allure_files, files, html, summary
 
 NAME = "report"
@@ -91,6 +92,14 @@ def _build(run_dir: Path) -> files.RunFiles:
         raise errors.UsageError(f"cannot build the report in {run_dir}: {error}") from None
 
 
+_ALLURE_STATUS: dict[verdict.RunOutcome, Literal["passed", "failed", "broken"]] = {
+    "passed": "passed",
+    "failed": "failed",
+    # Stopped before a verdict: neither a pass nor a caught failure.
+    "interrupted": "broken",
+}
+
+
 def _complete_results(run_dir: Path, built: files.RunFiles) -> Path:
     """Make RUN_DIR/allure-results complete; returns it."""
     results = run_dir / html.RESULTS_DIR
@@ -101,7 +110,7 @@ def _complete_results(run_dir: Path, built: files.RunFiles) -> Path:
             results,
             name="both jobs keep firing with bounded lag",
             full_name="lhsoak.report#verdict",
-            status="passed" if result.passed else "failed",
+            status=_ALLURE_STATUS[result.outcome],
             message=built.failure_message,
             start_s=result.window_start_s,
             stop_s=result.window_end_s,

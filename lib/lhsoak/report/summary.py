@@ -25,6 +25,11 @@ if TYPE_CHECKING:
 __all__ = ["failure_text", "headline", "step_failure_text", "summary_text"]
 
 _MISSED_SHOWN = 6
+_COLUMN_KEY = (
+    "in outage: ticks due while an outage ran (excused, whatever became of them); missed: missed ticks",
+    "outside outages (they fail a job); missed in outage: missed ticks excused by an outage; Errors left:",
+    "every Error artifact never deleted; piled up: those no reboot cut off (more than retain fail a job)",
+)
 _CAUSE_TEXT = {"no_fire": "no fire", "error": "Error"}
 
 
@@ -70,17 +75,22 @@ def _job_block(
 ) -> list[str]:
     state = "passed" if job.passed else "FAILED"
     lines = [f"{job.name} ({job.task}, {job.cron!r}, retain {job.retain}): {state}"]
-    header = ("volume", "ticks", "fired", "missed", "in outage", "pending", "lag p50/p95/max s", "stalest s")
+    # The columns and their order are those of `lhsoak analyze` (verdict.render_table), in lower case.
+    header = ("volume", "ticks", "in outage", "fired", "missed", "missed in outage", "pending",
+              "lag p50/p95/max s", "stalest s", "Errors left", "piled up")  # fmt: skip
     body = [
         (
             row.volume,
             str(row.ticks),
+            str(row.excused),
             str(row.fired),
             str(row.missed),
             str(row.excused_missed),
             str(row.pending),
             "/".join(_seconds(v) for v in (row.lag_p50_s, row.lag_p95_s, row.lag_max_s)),
             _seconds(row.max_staleness_s),
+            str(row.errors_left),
+            str(row.errors_piled_up),
         )
         for row in job.volumes
     ]
@@ -113,17 +123,42 @@ def _reboot_block(result: verdict.Verdict, fmt: str) -> list[str]:
 
 
 def headline(result: verdict.Verdict) -> str:
-    """One line: the run, its verdict and which jobs stopped firing."""
-    if result.end_reason == "interrupted":
-        return f"lhsoak {result.run_id}: INTERRUPTED: the run was stopped before its verdict could be reached"
-    if result.passed:
-        return f"lhsoak {result.run_id}: PASSED: every job kept firing on every volume"
-    failed = [job.name for job in result.jobs if not job.passed]
-    missed = sum(volume.missed for job in result.jobs for volume in job.volumes)
-    return (
-        f"lhsoak {result.run_id}: FAILED: {', '.join(failed) or 'a job'} stopped firing "
-        f"({missed} missed ticks outside outages)"
-    )
+    """One line: the run's outcome (as `lhsoak analyze` decides it) and how each failed job failed."""
+    prefix = f"lhsoak {result.run_id}: "
+    if result.outcome == "interrupted":
+        return prefix + verdict.INTERRUPTED_TEXT
+    if result.outcome == "passed":
+        return prefix + "PASSED: every job kept firing on every volume"
+    failed = "; ".join(_how_it_failed(job) for job in result.jobs if not job.passed)
+    then = " before the run was INTERRUPTED" if result.interrupted else ""
+    return f"{prefix}FAILED{then}: {failed or 'a job failed'}"
+
+
+def _how_it_failed(job: verdict.JobVerdict) -> str:
+    """`<job> stopped firing (…)`, `… did not fire after the last outage`, `… left N Error backups`."""
+    rows = job.volumes
+    if not rows:
+        return f"{job.name} fired on no volume"
+    ways = []
+    missed = sum(row.missed for row in rows)
+    if missed:
+        ways.append(f"stopped firing ({missed} missed tick{'' if missed == 1 else 's'} outside outages)")
+    not_back = sum(row.fired_after_last_outage is False for row in rows)
+    if not_back and not missed:  # with missed ticks, "stopped firing" says it already
+        ways.append(f"did not fire after the last outage{_on_volumes(not_back, len(rows))}")
+    piled = [row.errors_piled_up for row in rows if row.errors_piled_up > job.retain]
+    if len(rows) == 1 and piled:
+        ways.append(f"left {piled[0]} Error {job.artifact_noun}, more than retain {job.retain}")
+    elif piled:
+        ways.append(
+            f"left Error {job.artifact_noun} beyond retain {job.retain}{_on_volumes(len(piled), len(rows))} "
+            f"(up to {max(piled)} on one)"
+        )
+    return f"{job.name} {' and '.join(ways) or 'failed'}"
+
+
+def _on_volumes(count: int, of: int) -> str:
+    return "" if of == 1 else f" on {count} of {of} volumes"
 
 
 def _rows(result: verdict.Verdict, led: ledger.Ledger | None) -> list[tick_rows.TickRow]:
@@ -147,6 +182,8 @@ def _summary(result: verdict.Verdict, rows: Sequence[tick_rows.TickRow]) -> str:
     for job in result.jobs:
         lines += _job_block(job, result, rows, fmt)
         lines.append("")
+    if any(job.volumes for job in result.jobs):
+        lines += [*_COLUMN_KEY, ""]
     lines += _reboot_block(result, fmt)
     if result.notes:
         lines += ["", "notes:", *(f"  - {note}" for note in result.notes)]

@@ -81,9 +81,9 @@ tr.job-start td { border-top: 2px solid #999; }
 def _summary(rows: Sequence[tick_rows.TickRow], result: verdict.Verdict) -> str:
     counts = Counter(row.outcome for row in rows)
     counted = sum(row.counts for row in rows)
-    state = "PASSED" if result.passed else "FAILED"
+    state = result.outcome.upper()
     parts = [
-        f'<span class="{"" if result.passed else "bad"}">{state}</span>',
+        f'<span class="{"" if result.outcome == "passed" else "bad"}">{state}</span>',
         f"<span>{len(rows)} ticks</span>",
         f"<span>{counts['fired']} fired</span>",
         f'<span class="{"bad" if counted else ""}">{counted} missed outside outages</span>',
