@@ -22,6 +22,7 @@ from typing import Any
 from lhsoak import inventory
 from lhsoak.lab import kinds, kubeconfig, pki, sshd
 from lhsoak.lab.apiserver import ApiServer, ApiServerConfig, lab_store
+from lhsoak.lab.controllers import daemonset
 from lhsoak.lab.controllers.assembly import LabControllers
 from lhsoak.lab.controllers.seed import seed
 from lhsoak.lab.machine import MachineFleet, Role
@@ -79,6 +80,9 @@ def manager_pod(node: str) -> dict[str, Any]:
         },
         "spec": {
             "nodeName": node,
+            # As the DaemonSet controller stamps its pods: never evicted from a NotReady node.
+            "tolerations": daemonset.daemon_tolerations(),
+            "affinity": daemonset.node_affinity(node),
             "restartPolicy": "Always",
             "containers": [
                 {

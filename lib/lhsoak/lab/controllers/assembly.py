@@ -1,11 +1,11 @@
 """The lab cluster's brains, assembled: every controller wired to one store and one fleet.
 
 Control plane (paused while it is down, caught up when it is back): the CronJob, Job, scheduler,
-node lifecycle, persistent volume and attach-detach controllers of kube-controller-manager/
-kube-scheduler, Longhorn's CSI provisioner, and longhorn-manager's recurring-job, volume, snapshot
-and backup controllers (they run on the workers upstream, but see nothing without the API). Node
-side: one kubelet per machine, which keeps running its pods while the API is down and queues what
-it reports (see link.py).
+node lifecycle, DaemonSet (longhorn-manager's pods), persistent volume and attach-detach
+controllers of kube-controller-manager/kube-scheduler, Longhorn's CSI provisioner, and
+longhorn-manager's recurring-job, volume, snapshot and backup controllers (they run on the workers
+upstream, but see nothing without the API). Node side: one kubelet per machine, which keeps running
+its pods while the API is down and queues what it reports (see link.py).
 
 With `follow_control_plane` the assembly watches the control-plane machines itself: the API goes
 down when one stops its kubelet and comes back when all run theirs again; `on_api_change(up)` lets
@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 
 from lhsoak.lab import kinds
-from lhsoak.lab.controllers import recurring_task
+from lhsoak.lab.controllers import daemonset, recurring_task
 from lhsoak.lab.controllers.attach_detach import AttachDetach
 from lhsoak.lab.controllers.backups import Backups
 from lhsoak.lab.controllers.cronjob import CronJobController
@@ -90,6 +90,7 @@ class LabControllers:
         self.node_lifecycle = NodeLifecycle(
             ctx, self._recorder("node-controller"), self._recorder("taint-eviction-controller")
         )
+        self.daemonsets = daemonset.DaemonSetController(ctx, self._recorder(daemonset.COMPONENT))
         self.volumes = LonghornVolumes(ctx)
         self.backups = Backups(ctx, self._recorder("longhorn-backup-controller"))
         self.persistent_volumes = PersistentVolumeController(
@@ -103,6 +104,7 @@ class LabControllers:
             self.jobs,
             self.scheduler,
             self.node_lifecycle,
+            self.daemonsets,
             self.volumes,
             self.backups,
             self.persistent_volumes,

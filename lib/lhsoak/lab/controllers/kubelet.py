@@ -14,8 +14,10 @@ Node loss, by the profile's `lost_pod_fate`:
   when the node comes back; the kubelet finds their containers gone and restarts them (restartCount
   +1, lastState terminated with exit code 255, reason Unknown), as a real kubelet does.
 - "stuck-pending" (kubernetes#118321, longhorn#7956): no graceful shutdown; after boot the kubelet
-  admits the pods already bound to its node again but never starts them: they show Pending with
-  `spec.nodeName` set, container waiting in ContainerCreating, forever.
+  admits the job pods (restartPolicy OnFailure or Never) already bound to its node again but never
+  starts them: they show Pending with `spec.nodeName` set, container waiting in ContainerCreating,
+  forever. Pods with restartPolicy Always (longhorn-manager's) are not among those the issues
+  report: they restart as under "replaced".
 
 The node's status (Ready, bootID) is written when the kubelet starts; heartbeats are implicit (the
 node lifecycle controller reads the machine's kubelet state instead of Lease renewals). Every write
@@ -157,7 +159,11 @@ class Kubelet(Reconciler):
             return None
         run = self._runs[uid] = _Run(key=key, uid=uid)
         from_previous_boot = uid in (self._preexisting or set())
-        if from_previous_boot and self.ctx.profile.lost_pod_fate == "stuck-pending":
+        if (
+            from_previous_boot
+            and self.ctx.profile.lost_pod_fate == "stuck-pending"
+            and _restart_policy(pod) != "Always"
+        ):
             run.stuck = True
             self._write_status(pod, _stuck_pending_status(pod, self.ctx.clock()))
             return None
@@ -185,7 +191,7 @@ class Kubelet(Reconciler):
             exit_code = await self._runner(pod)
             finished_s = self.ctx.clock()
             terminated = _terminated(exit_code, start_s, finished_s)
-            restart_policy = (pod.get("spec") or {}).get("restartPolicy", "Always")
+            restart_policy = _restart_policy(pod)
             if exit_code == 0 and restart_policy != "Always":
                 self._write_status(
                     pod, self._finished_status(pod, pod_ip, "Succeeded", terminated, restart_count)
@@ -429,6 +435,10 @@ def node_conditions(*, ready: bool) -> list[tuple[str, str, str, str]]:
 
 def _terminal(pod: Obj) -> bool:
     return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+def _restart_policy(pod: Obj) -> str:
+    return str((pod.get("spec") or {}).get("restartPolicy") or "Always")
 
 
 def _container_name(pod: Obj) -> str:
