@@ -229,3 +229,37 @@ def test_an_interrupted_run_with_a_miss_well_before_the_interrupt_exits_1(
     assert [(f["job"], f["volume"]) for f in failures] == [("soak-snap", "vol-2")]
     assert cli.main(["analyze", str(tmp_path / "ledger.jsonl")]) == 1
     assert capsys.readouterr().out.splitlines()[-1] == "FAILED (1 failure) before the run was INTERRUPTED"
+
+
+def _note_with_cause(b: Builder, clock: str, summary: str) -> None:
+    b.add(
+        at(clock),
+        {
+            "type": "note",
+            "level": "error",
+            "text": summary,
+            "data": {"category": "stuck-pending-job", "job": "soak-backup"},
+        },
+    )
+
+
+def test_the_causes_the_soak_diagnosed_are_shown_the_latest_of_each(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    b = Builder(start_s=at("07:00:00"), jobs=[job_spec("soak-snap", task="snapshot")])
+    b.regular_fires(job="soak-snap", volumes=list(VOLUMES), until_s=at("07:30:00"))
+    _note_with_cause(b, "07:10:00", "job pod x Pending for 16s")
+    _note_with_cause(b, "07:12:00", "job pod x Pending for 2m16s")
+    b.note(ts_s=at("07:13:00"), text="BackupTarget/default: available")
+    b.end(ts_s=at("07:30:00"))
+    path = b.write(tmp_path / "ledger.jsonl")
+    cli.main(["analyze", str(path)])
+    out = capsys.readouterr().out
+    assert "[stuck-pending-job] job pod x Pending for 2m16s" in out
+    assert "Pending for 16s" not in out
+    assert "BackupTarget/default" not in out
+    cli.main(["analyze", "--json", str(path)])
+    found = json.loads(capsys.readouterr().out)["causes"]
+    assert [(c["category"], c["job"], c["text"]) for c in found] == [
+        ("stuck-pending-job", "soak-backup", "job pod x Pending for 2m16s")
+    ]

@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
-from lhsoak import errors, ledger, verdict
+from lhsoak import errors, ledger, timestamps, verdict
 
 NAME = "analyze"
 HELP = "Judge a run's tick ledger: did every recurring job keep firing on every volume?"
@@ -39,8 +40,32 @@ def run(args: argparse.Namespace) -> int:
     except OSError as error:
         raise errors.UsageError(f"cannot read ledger {path}: {error.strerror}") from None
     result = verdict.analyse(parsed)
+    found = causes(parsed)
     if args.json:
-        print(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+        print(json.dumps({**result.to_json(), "causes": found}, indent=2, ensure_ascii=False))
     else:
         print(verdict.render_table(result), end="")
+        if found:
+            print("\ncauses the soak diagnosed (ledger notes; the latest of each):")
+            for cause in found:
+                print(f"  [{cause['category']}] {cause['text']}")
     return _EXIT_CODES[result.outcome]
+
+
+def causes(parsed: ledger.Ledger) -> list[dict[str, Any]]:
+    """The diagnosis notes the soak wrote (those with a `category`), the latest per category and job."""
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for note in parsed.notes:
+        category = note.data.get("category")
+        if not isinstance(category, str):
+            continue
+        job = str(note.data.get("job") or "")
+        latest.pop((category, job), None)
+        latest[(category, job)] = {
+            "category": category,
+            "job": job or None,
+            "level": note.level,
+            "text": note.text,
+            "ts": timestamps.to_rfc3339(note.ts_s),
+        }
+    return list(latest.values())
