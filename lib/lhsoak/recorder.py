@@ -376,7 +376,8 @@ class Recorder:
         with self._lock:
             before = self._states.get(key)
             self._states[key] = state
-        if before is None or before[0] == state[0]:
+        # At first sight only trouble is news (a backup target already down when the soak starts).
+        if (before is None and state[0] == "ok") or (before is not None and before[0] == state[0]):
             return
         healthy, reason = state[0] == "ok", state[1]
         self._write(
