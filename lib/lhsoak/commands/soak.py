@@ -40,6 +40,8 @@ LAB_DEFAULTS = (
 # elsewhere, survives — a full-cluster restart restarts the pod too, and the next backup completes.
 PROFILE_SCENARIOS: dict[str, tuple[str, ...]] = {
     "stuck-backup": ("--plan=backup-node", "--phase=any"),
+    # The outage alone, with no reboot to excuse the ticks it fails: watched for four ticks.
+    "backup-target-down": ("--plan=none", "--iterations=0", "--ticks-after=4"),
 }
 
 
