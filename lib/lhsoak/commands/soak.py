@@ -29,6 +29,7 @@ LAB_DEFAULTS = (
     "--settle=4",
     "--down-deadline=30",
     "--ready-deadline=60",
+    "--health-deadline=60",
     "--probe-interval=0.2",
     "--iterations=3",
     # Reboot while a backup runs: where the upstream bugs bite (a healthy cluster recovers anyway).
