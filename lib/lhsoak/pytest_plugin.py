@@ -293,13 +293,16 @@ def run_step(session: _SoakSession, index: int, *, keep_going: bool, clock: Any)
     try:
         outcome = run.run_step(step)
     except soak.StepFailed as error:
-        session.failed_step = step.title
-        if run.outcomes:
-            report.attach_step(run.outcomes[-1], snapshot=run.last_snapshot)
-        # The message is the diagnosis; the harness's source lines would only bury it.
-        pytest.fail(str(error), pytrace=False)
-    report.attach_step(outcome, snapshot=run.last_snapshot)
-    return step
+        failure = str(error)
+    else:
+        report.attach_step(outcome, snapshot=run.last_snapshot)
+        return step
+    session.failed_step = step.title
+    if run.outcomes:
+        report.attach_step(run.outcomes[-1], snapshot=run.last_snapshot)
+    # Outside the except block, so pytest shows the diagnosis once (no chained "During handling …"),
+    # and without the harness's source lines, which would only bury it.
+    pytest.fail(failure, pytrace=False)
 
 
 @pytest.fixture(autouse=True)

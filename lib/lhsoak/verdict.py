@@ -262,7 +262,8 @@ class Verdict:
     def to_json(self) -> dict[str, Any]:
         """The JSON document of `lhsoak analyze --json`."""
         return {
-            "passed": self.passed,
+            # A script reading only `passed` must not count a stopped run as green.
+            "passed": self.outcome == "passed",
             "outcome": self.outcome,
             "jobs": {job.name: _job_json(job) for job in self.jobs},
             "reboots": [_reboot_json(reboot) for reboot in self.reboots],
@@ -724,7 +725,9 @@ def _piled_up_text(job: ledger.Job, row: VolumeVerdict) -> str:
     return (
         f"{row.errors_piled_up} Error {noun} left at the end that no reboot cut off "
         f"({row.errors_left} left in all, {cut_off} cut off by {by}), more than retain {job.retain}: "
-        "the retain cleanup skips them, so they pile up (longhorn#7854)"
+        # Why they failed (a stale lock, longhorn#7854; an unreachable target; …) is the diagnosis's
+        # to say: the ledger alone cannot tell.
+        "the retain cleanup skips them, so they pile up"
     )
 
 
@@ -876,7 +879,9 @@ def _analyse(led: ledger.Ledger) -> Verdict:
     if (unjudged := _unjudged_recovery_note(rows, ctx)) is not None:
         notes.append(unjudged)
     if pending:
-        notes.append(f"{pending} ticks were too close to the window end to judge (pending)")
+        notes.append(
+            f"{pending} tick{'s were' if pending != 1 else ' was'} too close to the window end to judge (pending)"
+        )
     return Verdict(
         passed=not failures,
         run_id=run.run_id,

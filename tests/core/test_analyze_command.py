@@ -217,6 +217,7 @@ def test_an_interrupted_run_without_failures_exits_130_saying_so(
     assert out.splitlines()[-1] == "INTERRUPTED: the run was stopped before its verdict could be reached"
     code, document = _analyze_json(path, capsys)
     assert (code, document["outcome"], document["failures"]) == (130, "interrupted", [])
+    assert document["passed"] is False, "a script reading only `passed` must not see a stopped run as green"
 
 
 def test_an_interrupted_run_with_a_miss_well_before_the_interrupt_exits_1(

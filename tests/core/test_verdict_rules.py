@@ -565,7 +565,7 @@ def test_the_error_count_compared_with_retain_is_the_one_the_failure_names() -> 
     assert (row.errors_left, row.errors_piled_up, row.passed) == (6, 3, False)
     assert _reasons(result) == [
         "3 Error backups left at the end that no reboot cut off (6 left in all, 3 cut off by "
-        "reboots), more than retain 1: the retain cleanup skips them, so they pile up (longhorn#7854)"
+        "reboots), more than retain 1: the retain cleanup skips them, so they pile up"
     ]
     document = result.to_json()["jobs"]["soak-backup"]["volumes"]["vol-1"]
     assert (document["errors_left"], document["errors_piled_up"]) == (6, 3)

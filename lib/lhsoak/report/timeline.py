@@ -696,7 +696,10 @@ def lag_chart(result: verdict.Verdict, rows: Sequence[tick_rows.TickRow]) -> Fig
         ax.set_title(f"{job}: done − tick per tick (× = missed)", fontsize=9, loc="left")
         ax.grid(color="#eeeeee", lw=0.6)
         ax.set_axisbelow(True)
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), title="volume", title_fontsize=7)
+        if ax.get_legend_handles_labels()[0]:  # an interrupted run may have no lag line to name
+            ax.legend(
+                fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), title="volume", title_fontsize=7
+            )
     axes[0].set_xlim(_x(result.window_start_s), _x(result.window_end_s))
     axes[0].figure.suptitle(_title(result, "lag per tick"), fontsize=10, x=0.01, ha="left")
     axes[-1].set_xlabel("tick (UTC)")
