@@ -58,21 +58,31 @@ def _soak(tmp_path: Path, kubeconfig: Path, *suite_options: str) -> subprocess.C
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
 
 
-def _assert_usage_error(result: subprocess.CompletedProcess[str], expected: str) -> None:
+def _assert_usage_error(
+    result: subprocess.CompletedProcess[str], expected: str, *, refused_before_pytest_in: Path | None = None
+) -> None:
     output = result.stdout + result.stderr
     assert result.returncode == 2, output
-    messages = [line for line in output.splitlines() if "lhsoak:" in line and expected in line]
+    messages = [
+        line
+        for line in output.splitlines()
+        if ("lhsoak:" in line or line.startswith("lhsoak soak:")) and expected in line
+    ]
     assert messages, f"no message containing {expected!r} in:\n{output}"
+    if refused_before_pytest_in is not None:
+        # Refused by `lhsoak soak` itself: one line, no pytest session, no report directory.
+        assert "test session starts" not in output, output
+        assert not (refused_before_pytest_in / "reports").exists()
 
 
 def test_an_invalid_cron_is_refused(tmp_path: Path, kubeconfig: Path) -> None:
     result = _soak(tmp_path, kubeconfig, "--allow-context=lab-ctx", "--cron=*/2 * * *")
-    _assert_usage_error(result, "cron")
+    _assert_usage_error(result, "cron", refused_before_pytest_in=tmp_path)
 
 
 def test_a_seconds_cron_is_refused_unless_allowed(tmp_path: Path, kubeconfig: Path) -> None:
     result = _soak(tmp_path, kubeconfig, "--allow-context=lab-ctx", "--cron=*/3 * * * * *")
-    _assert_usage_error(result, "cron")
+    _assert_usage_error(result, "cron", refused_before_pytest_in=tmp_path)
 
 
 def test_retain_zero_is_refused(tmp_path: Path, kubeconfig: Path) -> None:
@@ -82,7 +92,7 @@ def test_retain_zero_is_refused(tmp_path: Path, kubeconfig: Path) -> None:
 
 def test_a_context_that_was_not_allowed_is_refused(tmp_path: Path, kubeconfig: Path) -> None:
     result = _soak(tmp_path, kubeconfig, "--allow-context=production")
-    _assert_usage_error(result, "context 'lab-ctx' is not allowed")
+    _assert_usage_error(result, "context 'lab-ctx' is not allowed", refused_before_pytest_in=tmp_path)
 
 
 def test_an_unreachable_api_server_is_refused(tmp_path: Path, kubeconfig: Path) -> None:
@@ -107,10 +117,10 @@ def test_an_inventory_with_a_missing_key_file_is_refused(tmp_path: Path, kubecon
         )
     )
     result = _soak(tmp_path, kubeconfig, f"--inventory={inventory}")
-    _assert_usage_error(result, "absent")
+    _assert_usage_error(result, "absent", refused_before_pytest_in=tmp_path)
 
 
 def test_a_missing_kubeconfig_is_named(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-kubeconfig"
     result = _soak(tmp_path, missing, "--allow-context=lab-ctx")
-    _assert_usage_error(result, f"cannot read kubeconfig {missing}")
+    _assert_usage_error(result, f"cannot read kubeconfig {missing}", refused_before_pytest_in=tmp_path)

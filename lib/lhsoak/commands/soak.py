@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lhsoak import errors, pytest_plugin, schedule
+from lhsoak import cluster, errors, inventory, pytest_plugin, schedule
 
 NAME = "soak"
 HELP = "run a soak suite against a cluster (the built-in lab when none is given)"
@@ -116,6 +116,10 @@ def run(args: argparse.Namespace) -> int:
     extra = [arg for arg in extra if not arg.startswith(("--run-id", "--reports-dir"))]
     if args.kubeconfig or args.inventory:
         kubeconfig = args.kubeconfig or os.environ.get("KUBECONFIG")
+        _check_target(
+            kubeconfig=Path(kubeconfig) if kubeconfig else None, inventory_path=args.inventory, extra=extra
+        )
+        _check_crons(extra, seconds_allowed="--allow-seconds-cron" in extra)
         target = [f"--kubeconfig={kubeconfig}"] if kubeconfig else []
         if args.inventory:
             target.append(f"--inventory={args.inventory}")
@@ -151,15 +155,45 @@ def _run_on_lab(args: argparse.Namespace, base: list[str], extra: list[str]) -> 
         print("lhsoak soak: lab stopped", flush=True)
 
 
-def _check_crons(extra: list[str]) -> None:
-    """Crons given after `--` are checked before a lab is started for nothing."""
+def _check_crons(extra: list[str], *, seconds_allowed: bool = True) -> None:
+    """Crons given after `--` are checked before a lab (or pytest) is started for nothing."""
     for name in ("--cron", "--snapshot-cron", "--backup-cron"):
         cron = _option(extra, name)
-        if cron:
-            try:
-                schedule.parse(cron)
-            except schedule.ScheduleError as error:
-                raise errors.UsageError(f"{name}: {error}") from None
+        if not cron:
+            continue
+        try:
+            schedule.parse(cron)
+        except schedule.ScheduleError as error:
+            raise errors.UsageError(f"{name}: {error}") from None
+        if len(cron.split()) == 6 and not seconds_allowed:
+            raise errors.UsageError(
+                f"{name}: {cron!r} has a seconds field, which only the lab understands "
+                "(Longhorn's CronJobs take 5 fields); pass --allow-seconds-cron to use it anyway"
+            )
+
+
+def _check_target(*, kubeconfig: Path | None, inventory_path: Path | None, extra: list[str]) -> None:
+    """The kubeconfig, its context and the inventory, checked before pytest starts: bad input is one
+    line and leaves no report directory behind (the suite checks them again, for its own callers)."""
+    allowed = _values(extra, "--allow-context")
+    given_after = _option(extra, "--inventory")
+    inventory_path = inventory_path or (Path(given_after) if given_after else None)
+    if inventory_path is not None:
+        allowed.append(inventory.load(inventory_path).cluster.context)
+    cluster.allowed_context(
+        kubeconfig=kubeconfig, context=_option(extra, "--context") or None, allowed=tuple(allowed)
+    )
+
+
+def _values(arguments: list[str], name: str) -> list[str]:
+    """Every value of a repeatable option, given as `NAME=V` or `NAME V`."""
+    values = []
+    for index, argument in enumerate(arguments):
+        if argument.startswith(f"{name}="):
+            values.append(argument.split("=", 1)[1])
+        elif argument == name and index + 1 < len(arguments):
+            values.append(arguments[index + 1])
+    return values
 
 
 def _option(arguments: list[str], name: str) -> str:
