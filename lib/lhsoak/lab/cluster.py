@@ -24,6 +24,7 @@ from lhsoak.lab import kinds, kubeconfig, pki, sshd
 from lhsoak.lab.apiserver import ApiServer, ApiServerConfig, lab_store
 from lhsoak.lab.controllers import daemonset
 from lhsoak.lab.controllers.assembly import LabControllers
+from lhsoak.lab.controllers.longhorn_manager import MANAGER_IMAGE
 from lhsoak.lab.controllers.seed import seed
 from lhsoak.lab.machine import MachineFleet, Role
 from lhsoak.lab.profiles import Profile
@@ -33,7 +34,6 @@ log = logging.getLogger(__name__)
 
 CONTEXT = kubeconfig.DEFAULT_NAME
 NAMESPACE = "longhorn-system"
-LONGHORN_IMAGE = "longhornio/longhorn-manager:v1.12.1"
 PORTS_FILE = "ports.json"
 
 
@@ -87,7 +87,7 @@ def manager_pod(node: str) -> dict[str, Any]:
             "containers": [
                 {
                     "name": "longhorn-manager",
-                    "image": LONGHORN_IMAGE,
+                    "image": MANAGER_IMAGE,
                     "command": ["longhorn-manager", "daemon"],
                 }
             ],

@@ -25,7 +25,8 @@ from lhsoak.lab.controllers.reconciler import Reconciler
 from lhsoak.lab.store import NotFound, WatchEvent
 
 NAMESPACE = "longhorn-system"
-MANAGER_IMAGE = "longhornio/longhorn-manager:v1.9.3"
+MANAGER_IMAGE = "longhornio/longhorn-manager:v1.12.1"
+"""The version of the CRDs the lab serves, as the manager pods' image: job pods run the same image."""
 MANAGER_URL = "http://longhorn-backend:9500/v1"
 SERVICE_ACCOUNT = "longhorn-service-account"
 ENGINE_BINARIES = "/var/lib/longhorn/engine-binaries/"
