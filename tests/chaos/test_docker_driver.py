@@ -1,7 +1,10 @@
-"""The docker driver: what needs no engine runs here; a live restart runs where an engine answers."""
+"""The docker driver: what needs no engine runs anywhere; a live restart runs on a private engine the test
+starts itself (tests/support/docker_engine.py), or on one the environment offers."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import socket
 import uuid
@@ -14,6 +17,8 @@ import pytest
 from lhsoak import inventory
 from lhsoak.chaos import driver
 from lhsoak.chaos.driver import DriverOptions
+
+from ..support import docker_engine
 
 TEST_IMAGE = os.environ.get("LHSOAK_DOCKER_TEST_IMAGE", "busybox:latest")
 """A local image with `sleep`; the test never pulls (no registry is reachable from CI)."""
@@ -71,34 +76,55 @@ def engine_answers() -> str | None:
     return None
 
 
+@dataclasses.dataclass(frozen=True)
+class Engine:
+    client: Any
+    image: str
+    base_url: str | None
+    """The driver's `base_url` for this engine (None: the environment's)."""
+
+
 @pytest.fixture
-def engine() -> Iterator[Any]:
-    """A reachable Docker engine with the test image, or a skip that says which is missing."""
+def engine() -> Iterator[Engine]:
+    """A private engine the test starts itself (CI: Debian docker.io, no registry), else one the
+    environment offers with the test image; a skip that says why neither is there."""
     import docker  # type: ignore[import-untyped]
 
-    missing = engine_answers()
-    if missing is not None:
-        pytest.skip(f"no Docker engine reachable: {missing}")
-    client = docker.from_env(timeout=10)
-    try:
-        client.images.get(TEST_IMAGE)
-    except docker.errors.ImageNotFound:
-        client.close()
-        pytest.skip(
-            f"image {TEST_IMAGE} is not present locally (set LHSOAK_DOCKER_TEST_IMAGE); tests never pull"
+    with contextlib.ExitStack() as stack:
+        try:
+            private = stack.enter_context(docker_engine.private_engine())
+        except docker_engine.EngineUnavailable as why_not:
+            missing = engine_answers()
+            if missing is not None:
+                pytest.skip(f"no Docker engine: cannot start one ({why_not}), none reachable ({missing})")
+            client = stack.enter_context(contextlib.closing(docker.from_env(timeout=10)))
+            try:
+                client.images.get(TEST_IMAGE)
+            except docker.errors.ImageNotFound:
+                pytest.skip(
+                    f"image {TEST_IMAGE} is not present locally (set LHSOAK_DOCKER_TEST_IMAGE); tests never pull"
+                )
+            yield Engine(client=client, image=TEST_IMAGE, base_url=None)
+            return
+        client = stack.enter_context(
+            contextlib.closing(docker.DockerClient(base_url=private.host, timeout=10))
         )
-    yield client
-    client.close()
+        yield Engine(client=client, image=private.image, base_url=private.host)
 
 
-def test_restart_is_proven_by_a_new_start_time(engine: Any, options: DriverOptions) -> None:
-    container = engine.containers.run(
-        TEST_IMAGE, ["sleep", "3600"], name=f"lhsoak-test-{uuid.uuid4().hex[:8]}", detach=True
+def test_restart_is_proven_by_a_new_start_time(engine: Engine, options: DriverOptions) -> None:
+    container = engine.client.containers.run(
+        engine.image,
+        ["sleep", "3600"],
+        name=f"lhsoak-test-{uuid.uuid4().hex[:8]}",
+        detach=True,
+        network_mode="none",  # the private engine has no bridge; the driver needs no network either
     )
     try:
         container.reload()
         started_before = container.attrs["State"]["StartedAt"]
-        proof = driver.prove_reboot(build(container.name, options), down_deadline_s=30, up_deadline_s=30)
+        node = build(container.name, options, base_url=engine.base_url)
+        proof = driver.prove_reboot(node, down_deadline_s=30, up_deadline_s=30)
         container.reload()
         assert container.attrs["State"]["Running"]
         assert container.attrs["State"]["StartedAt"] != started_before
