@@ -4,17 +4,17 @@ proof probes the machine at once instead of at its next poll."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from lhsoak import cluster, ledger, recorder
+from lhsoak import cluster, recorder
 from lhsoak.lab import kinds
 from lhsoak.lab.store import NotFound
 
 from ..support.lab_api import FAST_SERVER, LabApi, running_lab_api
+from ..support.ledgers import started_ledger
 
 DEADLINE_S = 20.0
 
@@ -69,18 +69,7 @@ def test_node_back_is_told_once_per_return_and_never_on_a_heartbeat(lab: LabApi,
     _set_node(lab, "worker-1", ready=True, boot_id="boot-a")
     api = cluster.Cluster.connect(kubeconfig=lab.kubeconfig, context=None, allowed=("lhsoak-lab",))
     back = Callbacks()
-    with ledger.Writer.open(tmp_path / "ledger.jsonl", clock=time.time) as writer:
-        writer.append(
-            {
-                "type": "run",
-                "version": 1,
-                "run_id": "r",
-                "target": {},
-                "jobs": [],
-                "lag_bound_s": 1,
-                "settle_s": 1,
-            }
-        )
+    with started_ledger(tmp_path / "ledger.jsonl") as writer:
         rec = recorder.Recorder(api, writer, jobs={}, volumes=[], on_node_back=back)
         rec.start()
         try:

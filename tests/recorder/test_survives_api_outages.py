@@ -4,7 +4,6 @@ artifacts made during the outage as fires, artifacts deleted meanwhile as gone."
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from lhsoak import cluster, ledger, recorder
 from lhsoak.lab import kinds
 
 from ..support.lab_api import FAST_SERVER, LabApi, running_lab_api
+from ..support.ledgers import started_ledger
 
 NS = "longhorn-system"
 
@@ -65,18 +65,7 @@ def _wait(predicate: object, what: str) -> None:
 def test_the_recorder_sees_through_an_api_outage(lab: LabApi, tmp_path: Path) -> None:
     api = cluster.Cluster.connect(kubeconfig=lab.kubeconfig, context=None, allowed=("lhsoak-lab",))
     path = tmp_path / "ledger.jsonl"
-    with ledger.Writer.open(path, clock=time.time) as writer:
-        writer.append(
-            {
-                "type": "run",
-                "version": 1,
-                "run_id": "r",
-                "target": {},
-                "jobs": [],
-                "lag_bound_s": 1,
-                "settle_s": 1,
-            }
-        )
+    with started_ledger(path) as writer:
         rec = recorder.Recorder(
             api, writer, jobs={"soak-snap": "snapshot"}, volumes=["vol-1"], backoff_s=(0.05, 0.2)
         )
