@@ -14,7 +14,7 @@ import secrets
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -339,7 +339,16 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     )
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter: Any) -> Generator[None, None, None]:
+    # The outermost wrapper writes after pytest's short test summary, so the cause closes the run
+    # even where pytest prints whole failure messages there (on CI, or with -vv).
+    result = yield
+    _write_soak_summary(terminalreporter)
+    return result
+
+
+def _write_soak_summary(terminalreporter: Any) -> None:
     soak_session = terminalreporter.config.stash.get(_SESSION, None)
     if soak_session is None or soak_session.run.result is None:
         return

@@ -18,7 +18,11 @@ from .conftest import AWS_ENV, LAB_SOAK_OPTIONS, lhsoak
 
 
 def _soak_on_the_lab(tmp_path: Path, profile: str) -> tuple[int, str]:
-    process = lhsoak("soak", f"--lab-profile={profile}", f"--reports-dir={tmp_path / 'reports'}")
+    # CI set, as on a CI runner: pytest then prints whole failure messages in its short summary,
+    # the case where the cause could stop being the last thing printed.
+    process = lhsoak(
+        "soak", f"--lab-profile={profile}", f"--reports-dir={tmp_path / 'reports'}", env={"CI": "true"}
+    )
     output, _ = process.communicate(timeout=400)
     return process.returncode, output
 
