@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.report import conftest as report_fixtures
 
-from lhsoak import cli, timestamps
+from lhsoak import cli, diagnosis, timestamps
 from lhsoak.ledger_synth import Builder, job_spec
 
 VOLUMES = ("vol-1", "vol-2")
@@ -261,6 +262,76 @@ def test_the_causes_the_soak_diagnosed_are_shown_the_latest_of_each(
     assert "BackupTarget/default" not in out
     cli.main(["analyze", "--json", str(path)])
     found = json.loads(capsys.readouterr().out)["causes"]
-    assert [(c["category"], c["job"], c["text"]) for c in found] == [
+    assert [(c["category"], c["job"], c["summary"]) for c in found] == [
         ("stuck-pending-job", "soak-backup", "job pod x Pending for 2m16s")
     ]
+
+
+def _note_finding(b: Builder, clock: str, finding: diagnosis.Finding) -> None:
+    """The note the soak writes for a finding at the end of its run (lhsoak.soak, diagnose)."""
+    data = {"category": finding.category, "job": finding.job, "detail": finding.detail, **finding.data}
+    b.add(at(clock), {"type": "note", "level": "error", "text": finding.summary, "data": data})
+
+
+def _stuck_pending_finding() -> diagnosis.Finding:
+    (finding, *_) = diagnosis.diagnose(
+        report_fixtures.snapshot_from(report_fixtures.cluster_snapshot()),
+        jobs=report_fixtures.SOAK_JOBS,
+        stalled={"soak-backup"},
+    )
+    assert finding.category == "stuck-pending-job"
+    return finding
+
+
+def _error_backups_finding(volume: str, count: int) -> diagnosis.Finding:
+    return diagnosis.Finding(
+        category="error-backups-beyond-retain",
+        job="soak-backup",
+        summary=f"soak-backup: {count} Error backups of volume {volume} (retain 1)",
+        detail=f"Error backups of recurring job soak-backup on volume {volume}: {count} > retain 1.\n"
+        "Upstream: longhorn#7854.\n"
+        "Workaround: delete the Error backups or lower failed-backup-ttl.",
+        data={"volume": volume, "error_backups": count},
+    )
+
+
+def test_each_cause_carries_its_evidence_upstream_issues_and_workaround(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    b = Builder(start_s=at("07:00:00"), jobs=[job_spec("soak-backup", task="backup")])
+    b.regular_fires(job="soak-backup", volumes=list(VOLUMES), until_s=at("07:30:00"))
+    pending = _stuck_pending_finding()
+    _note_finding(b, "07:29:00", pending)
+    for count, volume in enumerate(VOLUMES, start=3):
+        _note_finding(b, "07:29:01", _error_backups_finding(volume, count))
+    b.end(ts_s=at("07:30:00"))
+    path = b.write(tmp_path / "ledger.jsonl")
+
+    cli.main(["analyze", "--json", str(path)])
+    found = json.loads(capsys.readouterr().out)["causes"]
+    # The same cause on two volumes is two causes.
+    assert [(c["category"], c["data"].get("volume")) for c in found] == [
+        ("stuck-pending-job", None),
+        ("error-backups-beyond-retain", "vol-1"),
+        ("error-backups-beyond-retain", "vol-2"),
+    ]
+    cause = found[0]
+    assert (cause["job"], cause["level"], cause["summary"]) == ("soak-backup", "error", pending.summary)
+    assert cause["ts"] == iso("07:29:00")
+    assert cause["evidence"][0].startswith("Pod longhorn-system/soak-backup-")
+    assert any("JobAlreadyActive" in line for line in cause["evidence"])
+    assert not any(line.startswith(("Workaround:", "Upstream:")) for line in cause["evidence"])
+    assert cause["upstream"].startswith("longhorn#7956, longhorn#9185")
+    assert cause["workaround"].startswith("kubectl -n longhorn-system delete pod soak-backup-")
+    assert (cause["data"]["pod"], cause["data"]["node"]) == (pending.data["pod"], "node-2")
+    shown = [*cause["evidence"], f"Upstream: {cause['upstream']}", f"Workaround: {cause['workaround']}"]
+    assert sorted(shown) == sorted(pending.detail.splitlines())
+    assert found[2]["workaround"] == "delete the Error backups or lower failed-backup-ttl."
+
+    cli.main(["analyze", str(path)])
+    out = capsys.readouterr().out.split("causes the soak diagnosed", 1)[1].splitlines()
+    start = out.index(f"  [stuck-pending-job] {pending.summary}")
+    block = out[start + 1 : start + 1 + len(pending.detail.splitlines())]
+    assert all(line.startswith("    ") for line in block)
+    assert f"    Workaround: {cause['workaround']}" in block
+    assert f"    {cause['evidence'][0]}" in block

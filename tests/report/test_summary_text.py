@@ -223,3 +223,56 @@ def test_an_interrupted_run_is_interrupted_unless_it_failed_before() -> None:
         "lhsoak synthetic: FAILED before the run was INTERRUPTED: soak-backup left 5 Error backups, "
         "more than retain 1"
     )
+
+
+def _backup_run(*, fires: dict[float, str | None], lag_bound_s: float = 60.0) -> verdict.Verdict:
+    """A backup job every 2 minutes on one volume for 20 minutes, no reboot. `fires` maps a tick's
+    offset (s) to what became of its backup: "Error", "stuck" (InProgress, never done) or None (no
+    backup at all); every other tick's backup is done 30 s after it."""
+    b = Builder(
+        start_s=START_S,
+        jobs=[job_spec("soak-backup", task="backup")],
+        lag_bound_s=lag_bound_s,
+        volumes=["v"],
+    )
+    for offset in range(0, 1200, 120):
+        tick = START_S + offset
+        what = fires.get(offset, "done")
+        if what == "done":
+            b.fire(job="soak-backup", volume="v", started_s=tick + 2, done_s=tick + 30)
+        elif what == "Error":
+            b.fire(job="soak-backup", volume="v", started_s=tick + 2, done_s=None, state="Error")
+        elif what == "stuck":
+            b.fire_progress(job="soak-backup", volume="v", started_s=tick + 2, done_s=None)
+    b.end(ts_s=START_S + 1200)
+    return verdict.analyse(b.ledger())
+
+
+def test_backups_that_fired_and_failed_are_not_said_to_have_stopped_firing() -> None:
+    result = _backup_run(fires={600: "Error", 720: "Error"})
+    (row,) = result.jobs[0].volumes
+    assert dict(row.missed_causes) == {"no_fire": 0, "late": 0, "error": 2}
+    line = summary.headline(result)
+    assert "stopped firing" not in line
+    assert line == (
+        "lhsoak synthetic: FAILED: soak-backup fired but failed (2 ticks outside outages ended in Error) "
+        "and left 2 Error backups, more than retain 1"
+    )
+
+
+def test_a_job_that_failed_and_then_stopped_says_both_on_one_line() -> None:
+    line = summary.headline(_backup_run(fires={600: "Error", 720: None, 840: None, 960: None}))
+    assert line == (
+        "lhsoak synthetic: FAILED: soak-backup stopped firing (3 missed ticks outside outages) "
+        "and fired but failed (1 tick outside outages ended in Error)"
+    )
+    assert "\n" not in line
+
+
+def test_a_backup_stuck_in_progress_blocks_the_job_it_stopped_firing_after_it() -> None:
+    # The stuck-backup shape: the stuck backup's tick is late (never done); with Forbid, nothing
+    # starts after it, and the headline still starts as the acceptance test greps it.
+    stuck: dict[float, str | None] = {600: "stuck", **dict.fromkeys(range(720, 1200, 120))}
+    line = summary.headline(_backup_run(fires=stuck))
+    assert line.startswith("lhsoak synthetic: FAILED: soak-backup stopped firing (4 missed ticks ")
+    assert line.endswith("and fired but was not done in time (1 tick outside outages, lag bound 60 s)")

@@ -3,12 +3,17 @@
 Exit 0 passed, 1 failed (also when the failure was found before the run was interrupted), 2 bad
 ledger, 130 the run was interrupted and nothing had failed before it stopped: as the soak itself
 says, the verdict could not be reached.
+
+After the verdict come the causes the soak diagnosed while it ran (its ledger notes with a
+`category`): each with its summary, evidence, upstream issues and workaround, as the soak printed
+them at the end of its run; `causes` in the JSON document, one object per cause with those fields.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,25 +52,66 @@ def run(args: argparse.Namespace) -> int:
         print(verdict.render_table(result), end="")
         if found:
             print("\ncauses the soak diagnosed (ledger notes; the latest of each):")
-            for cause in found:
-                print(f"  [{cause['category']}] {cause['text']}")
+            print("\n".join(line for cause in found for line in _cause_lines(cause)))
     return _EXIT_CODES[result.outcome]
 
 
+def _cause_lines(cause: Mapping[str, Any]) -> list[str]:
+    """As the soak ends its run: `[category] summary`, then its evidence, upstream issues and
+    workaround, indented."""
+    lines = [f"  [{cause['category']}] {cause['summary']}"]
+    lines += [f"    {line}" for line in cause["evidence"]]
+    if cause["upstream"] is not None:
+        lines.append(f"    {_UPSTREAM} {cause['upstream']}")
+    if cause["workaround"] is not None:
+        lines.append(f"    {_WORKAROUND} {cause['workaround']}")
+    return lines
+
+
+# How `lhsoak.diagnosis` starts those lines of a finding's detail.
+_WORKAROUND = "Workaround:"
+_UPSTREAM = "Upstream:"
+_NOTE_KEYS = frozenset({"category", "job", "detail"})
+
+
+def _detail_lines(data: Mapping[str, Any]) -> list[str]:
+    detail = data.get("detail")
+    return [line for line in detail.splitlines() if line.strip()] if isinstance(detail, str) else []
+
+
+def _after(prefix: str, lines: Sequence[str]) -> str | None:
+    found = [line.removeprefix(prefix).strip() for line in lines if line.startswith(prefix)]
+    return " ".join(found) if found else None
+
+
+def _cause(note: ledger.Note, category: str) -> dict[str, Any]:
+    """One cause: the finding's summary and the detail the soak noted with it
+    (`lhsoak.diagnosis.Finding.detail`) split into evidence, upstream issues and workaround, and
+    the finding's other facts (`data`)."""
+    detail = _detail_lines(note.data)
+    return {
+        "category": category,
+        "job": note.data.get("job") or None,
+        "level": note.level,
+        "summary": note.text,
+        "evidence": [line for line in detail if not line.startswith((_WORKAROUND, _UPSTREAM))],
+        "upstream": _after(_UPSTREAM, detail),
+        "workaround": _after(_WORKAROUND, detail),
+        "data": {key: value for key, value in note.data.items() if key not in _NOTE_KEYS},
+        "ts": timestamps.to_rfc3339(note.ts_s),
+    }
+
+
 def causes(parsed: ledger.Ledger) -> list[dict[str, Any]]:
-    """The diagnosis notes the soak wrote (those with a `category`), the latest per category and job."""
-    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    """The diagnosis notes the soak wrote (those with a `category`), the latest per category, job and
+    volume: a cause seen again later (a pod Pending for longer) is one cause, as last seen; the same
+    cause on two volumes is two."""
+    latest: dict[tuple[str, str, str], dict[str, Any]] = {}
     for note in parsed.notes:
         category = note.data.get("category")
         if not isinstance(category, str):
             continue
-        job = str(note.data.get("job") or "")
-        latest.pop((category, job), None)
-        latest[(category, job)] = {
-            "category": category,
-            "job": job or None,
-            "level": note.level,
-            "text": note.text,
-            "ts": timestamps.to_rfc3339(note.ts_s),
-        }
+        key = (category, str(note.data.get("job") or ""), str(note.data.get("volume") or ""))
+        latest.pop(key, None)
+        latest[key] = _cause(note, category)
     return list(latest.values())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -129,22 +130,43 @@ def headline(result: verdict.Verdict) -> str:
         return prefix + verdict.INTERRUPTED_TEXT
     if result.outcome == "passed":
         return prefix + "PASSED: every job kept firing on every volume"
-    failed = "; ".join(_how_it_failed(job) for job in result.jobs if not job.passed)
+    failed = "; ".join(_how_it_failed(job, result.lag_bound_s) for job in result.jobs if not job.passed)
     then = " before the run was INTERRUPTED" if result.interrupted else ""
     return f"{prefix}FAILED{then}: {failed or 'a job failed'}"
 
 
-def _how_it_failed(job: verdict.JobVerdict) -> str:
-    """`<job> stopped firing (…)`, `… did not fire after the last outage`, `… left N Error backups`."""
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _missed_ways(job: verdict.JobVerdict, lag_bound_s: float) -> list[str]:
+    """Its missed ticks outside outages, by cause: "stopped firing" is kept for ticks at which nothing
+    started (a reader takes it so), apart from fires that ended in Error or were not done in time."""
+    by_cause: Counter[str] = Counter()
+    for row in job.volumes:
+        by_cause.update(row.missed_causes)
+    ways = []
+    if by_cause["no_fire"]:
+        ways.append(f"stopped firing ({_plural(by_cause['no_fire'], 'missed tick')} outside outages)")
+    if by_cause["error"]:
+        ways.append(f"fired but failed ({_plural(by_cause['error'], 'tick')} outside outages ended in Error)")
+    if by_cause["late"]:
+        ways.append(
+            f"fired but was not done in time ({_plural(by_cause['late'], 'tick')} outside outages, "
+            f"lag bound {lag_bound_s:g} s)"
+        )
+    return ways
+
+
+def _how_it_failed(job: verdict.JobVerdict, lag_bound_s: float) -> str:
+    """`<job> stopped firing (…)`, `… fired but failed (…)`, `… fired but was not done in time (…)`,
+    `… did not fire after the last outage`, `… left N Error backups`, joined by "and"."""
     rows = job.volumes
     if not rows:
         return f"{job.name} fired on no volume"
-    ways = []
-    missed = sum(row.missed for row in rows)
-    if missed:
-        ways.append(f"stopped firing ({missed} missed tick{'' if missed == 1 else 's'} outside outages)")
+    ways = _missed_ways(job, lag_bound_s)
     not_back = sum(row.fired_after_last_outage is False for row in rows)
-    if not_back and not missed:  # with missed ticks, "stopped firing" says it already
+    if not_back and not ways:  # with missed ticks after it, those say it already
         ways.append(f"did not fire after the last outage{_on_volumes(not_back, len(rows))}")
     piled = [row.errors_piled_up for row in rows if row.errors_piled_up > job.retain]
     if len(rows) == 1 and piled:
