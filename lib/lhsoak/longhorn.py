@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 NS = config.LONGHORN_NAMESPACE
 JOB_LABEL_PREFIX = "recurring-job.longhorn.io/"
 GROUP_LABEL_PREFIX = "recurring-job-group.longhorn.io/"
+MANAGER_APP = "longhorn-manager"
+"""The `app` label of longhorn-manager's pods, its DaemonSet's selector (Longhorn's chart and manifest)."""
 
 
 @dataclass(frozen=True)
@@ -41,13 +43,15 @@ class Health:
 
 
 def check_health(api: cluster.Cluster) -> Health:
-    """Longhorn managers running, the default BackupTarget available, nodes Ready."""
+    """Longhorn managers running, their DaemonSet ready on every node it schedules to, the default
+    BackupTarget available, nodes Ready."""
     problems: list[str] = []
     version = api.version()
-    managers = api.list(cluster.PODS, namespace=NS, label_selector="app=longhorn-manager").items
+    managers = api.list(cluster.PODS, namespace=NS, label_selector=f"app={MANAGER_APP}").items
     running = [pod for pod in managers if (pod.get("status") or {}).get("phase") == "Running"]
     if not running:
         problems.append(f"no longhorn-manager pod is Running in {NS} ({len(managers)} found)")
+    problems += _daemonset_problems_if_readable(api)
     target = api.find(cluster.BACKUP_TARGETS, "default", namespace=NS)
     if target is None:
         problems.append("BackupTarget 'default' does not exist: configure a backup target")
@@ -105,13 +109,17 @@ def wait_healthy(
     return health
 
 
-def manager_pod_problems(pods: Iterable[Obj]) -> list[str]:
+def manager_pod_problems(pods: Iterable[Obj], *, daemonsets: Iterable[Obj] | None = None) -> list[str]:
     """longhorn-manager pods that are not Running, one line each: a DaemonSet pod that does not come
-    back after a reboot leaves its node without Longhorn, whatever the recurring jobs do meanwhile."""
+    back after a reboot leaves its node without Longhorn, whatever the recurring jobs do meanwhile.
+
+    With `daemonsets` (those of Longhorn's namespace), also what `manager_daemonset_problems` finds:
+    a node left with no manager pod at all, or a Running one that is not Ready, shows only there.
+    """
     problems = []
     for pod in pods:
         meta = pod.get("metadata") or {}
-        if (meta.get("labels") or {}).get("app") != "longhorn-manager":
+        if (meta.get("labels") or {}).get("app") != MANAGER_APP:
             continue
         status = pod.get("status") or {}
         phase = status.get("phase") or "Unknown"
@@ -120,7 +128,65 @@ def manager_pod_problems(pods: Iterable[Obj]) -> list[str]:
         why = status.get("reason") or status.get("message") or ""
         node = (pod.get("spec") or {}).get("nodeName") or "no node"
         problems.append(f"{meta.get('name')} on {node}: {phase}" + (f" ({why})" if why else ""))
-    return sorted(problems)
+    problems.sort()
+    if daemonsets is not None:
+        problems += manager_daemonset_problems(daemonsets)
+    return problems
+
+
+def _daemonset_problems_if_readable(api: cluster.Cluster) -> list[str]:
+    # A lab account may be allowed pods and Longhorn's CRDs but not apps/v1 DaemonSets; the pod
+    # checks still stand then, so a 403 costs this one check, not the soak.
+    try:
+        daemonsets = api.list(cluster.DAEMONSETS, namespace=NS).items
+    except cluster.ClusterError as error:
+        if error.status != 403:
+            raise
+        log.warning("cannot list DaemonSets in %s (%s): longhorn-manager DaemonSet not checked", NS, error)
+        return []
+    return manager_daemonset_problems(daemonsets)
+
+
+def manager_daemonsets(daemonsets: Iterable[Obj]) -> list[Obj]:
+    """The longhorn-manager DaemonSets among `daemonsets`: labelled app=longhorn-manager, or selecting
+    pods so labelled (an install that renamed or relabelled the DaemonSet still selects them)."""
+    found = []
+    for daemonset in daemonsets:
+        labels = (daemonset.get("metadata") or {}).get("labels") or {}
+        selector = ((daemonset.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        if MANAGER_APP in (labels.get("app"), selector.get("app")):
+            found.append(daemonset)
+    return found
+
+
+def manager_daemonset_problems(daemonsets: Iterable[Obj]) -> list[str]:
+    """What keeps the longhorn-manager DaemonSet among `daemonsets` from being ready, one line each:
+    none found; its controller has not yet acted on its latest spec (observedGeneration behind
+    metadata.generation, so its counts describe an older one); fewer pods Ready than nodes it
+    schedules to (numberReady != desiredNumberScheduled), as an SRE reads `kubectl get ds`."""
+    found = manager_daemonsets(daemonsets)
+    if not found:
+        return [f"no longhorn-manager DaemonSet in {NS} (none labelled or selecting app={MANAGER_APP})"]
+    problems = []
+    for daemonset in found:
+        name = (daemonset.get("metadata") or {}).get("name", "?")
+        generation = int((daemonset.get("metadata") or {}).get("generation") or 0)
+        status = daemonset.get("status") or {}
+        observed = int(status.get("observedGeneration") or 0)
+        # Upstream omits zero counts (omitempty): an absent one is 0.
+        desired = int(status.get("desiredNumberScheduled") or 0)
+        ready = int(status.get("numberReady") or 0)
+        if observed < generation:
+            problems.append(
+                f"DaemonSet {name}: generation {generation} not yet observed by its controller "
+                f"(observedGeneration {observed})"
+            )
+        elif desired == 0:
+            problems.append(f"DaemonSet {name} schedules no pod (desiredNumberScheduled 0)")
+        elif ready != desired:
+            current = int(status.get("currentNumberScheduled") or 0)
+            problems.append(f"DaemonSet {name}: {ready}/{desired} pods ready, {current} scheduled")
+    return problems
 
 
 def node_ready(node: Mapping[str, Any]) -> bool:

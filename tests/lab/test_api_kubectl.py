@@ -1,4 +1,5 @@
-"""The lab API endpoint through the real kubectl: get, get -o json, get -w, create -f, patch, label, delete."""
+"""The lab API endpoint through the real kubectl: get, get -o json, get -w, create -f, patch, label, delete;
+get ds and rollout status on the longhorn-manager DaemonSet."""
 
 from __future__ import annotations
 
@@ -15,7 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from lhsoak.lab import kinds
+from lhsoak.lab.cluster import manager_pod
+
 from ..support.lab_api import CRDS, LabApi
+from ..support.lab_cluster import NotYet, eventually, running_cluster
 
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 pytestmark = pytest.mark.skipif(
@@ -200,6 +205,38 @@ def test_get_w_table_output(kubectl: Kubectl, longhorn_system: None) -> None:
         )
         assert _next(lines).split()[:3] == ["NAME", "READY", "STATUS"]
         assert _next(lines).split()[:3] == ["w", "0/1", "Pending"]
+
+
+def test_get_ds_prints_the_longhorn_manager_daemonset(kubectl: Kubectl, lab_api: LabApi) -> None:
+    """QA's finding: `kubectl get ds -n longhorn-system` said the resource type was unknown."""
+    ns = ("-n", "longhorn-system")
+    with running_cluster(lab_api, workers=2):
+        lab_api.call(
+            lambda: [lab_api.store.create(kinds.POD, manager_pod(n)) for n in ("worker-1", "worker-2")]
+        )
+
+        def both_ready() -> list[str]:
+            lines = kubectl.ok("get", "ds", *ns).splitlines()
+            if len(lines) != 2 or lines[1].split()[3] != "2":
+                raise NotYet(f"kubectl get ds printed {lines}")
+            return lines
+
+        header, row = eventually(both_ready, what="kubectl get ds showing both managers ready")
+        assert " ".join(header.split()) == "NAME DESIRED CURRENT READY UP-TO-DATE AVAILABLE NODE SELECTOR AGE"
+        assert row.split()[:7] == ["longhorn-manager", "2", "2", "2", "2", "2", "<none>"]
+        wide = kubectl.ok("get", "daemonsets.apps", *ns, "-o", "wide").splitlines()
+        assert wide[0].split()[-3:] == ["CONTAINERS", "IMAGES", "SELECTOR"]
+        assert wide[1].split()[-3:] == [
+            "longhorn-manager",
+            "longhornio/longhorn-manager:v1.12.1",
+            "app=longhorn-manager",
+        ]
+        assert "daemonset.apps/longhorn-manager" in kubectl.ok("get", "all", *ns)
+        rollout = kubectl.ok("rollout", "status", "ds/longhorn-manager", *ns, "--timeout=10s")
+        assert 'daemon set "longhorn-manager" successfully rolled out' in rollout
+        refused = kubectl("delete", "ds", "longhorn-manager", *ns)
+        assert refused.returncode == 1
+        assert "Error from server (MethodNotAllowed)" in refused.stderr
 
 
 def _pump(process: subprocess.Popen[str], lines: queue.Queue[str]) -> None:

@@ -17,7 +17,7 @@ from lhsoak.cluster import Cluster
 from lhsoak.lab import kinds, profiles
 from lhsoak.lab.cluster import manager_pod
 from lhsoak.lab.controllers import daemonset
-from lhsoak.lab.controllers.meta import Obj, condition, uid_of
+from lhsoak.lab.controllers.meta import Obj, condition, controller_ref, uid_of
 from lhsoak.lab.controllers.testing import InProcessLab
 from lhsoak.lab.machine import Machine
 from lhsoak.lab.store import WatchEvent
@@ -151,7 +151,12 @@ def test_the_manager_a_reboot_failed_is_replaced_on_its_node() -> None:
             replacement = after["worker-1"]
             assert uid_of(replacement) != uid_of(before["worker-1"])
             assert replacement["metadata"]["name"].startswith("longhorn-manager-")
-            assert replacement["metadata"]["labels"] == {"app": "longhorn-manager"}
+            [daemon_set] = lab.items(kinds.DAEMONSET)
+            assert replacement["metadata"]["labels"] == {
+                **manager_pod("worker-1")["metadata"]["labels"],
+                **daemonset.revision_labels(daemon_set),
+            }
+            assert replacement["metadata"]["ownerReferences"] == [controller_ref(daemon_set)]
             assert replacement["spec"]["containers"] == before["worker-1"]["spec"]["containers"]
             assert all(t in replacement["spec"]["tolerations"] for t in FOREVER_NOEXECUTE)
             assert replacement["status"]["containerStatuses"][0]["restartCount"] == 0
@@ -282,6 +287,7 @@ def test_a_lab_without_managers_gets_none() -> None:
             await back_after_reboot(lab, ["worker-1"], boots)
             assert lab.items(kinds.POD, label_selector=MANAGERS) == []
             assert lab.controllers.daemonsets.nodes == []
+            assert lab.items(kinds.DAEMONSET) == [], "no daemon installed: no DaemonSet either"
 
     asyncio.run(scenario())
 

@@ -9,7 +9,9 @@ control-plane node rebooting: connections refused, watches cut, state and versio
 Not served (a clean error, never a wrong answer): protobuf and CBOR request bodies (415; kubectl's
 typed commands such as `kubectl create namespace` send protobuf, `kubectl create -f`/`apply` send
 JSON), server-side apply (415; kubectl says so), pods/log, exec, eviction and other subresources
-(404), CRDs created at run time (stored, but they add no served kind).
+(404), CRDs created at run time (stored, but they add no served kind), writes to kinds whose
+discovery lists only get, list and watch (405; apps/v1 DaemonSets, which the lab's DaemonSet
+controller alone writes).
 """
 
 from __future__ import annotations
@@ -47,8 +49,16 @@ PATCH_TYPES: dict[str, store.PatchType] = {
 # batch/v1 Jobs keep orphaning their pods when a client names no propagationPolicy (kept upstream
 # for backwards compatibility: jobStrategy.DefaultGarbageCollectionPolicy); others cascade.
 DEFAULT_PROPAGATION: dict[Kind, store.Propagation] = {kinds.JOB: "Orphan"}
-VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
-STATUS_VERBS = ["get", "patch", "update"]
+STATUS_VERBS = ("get", "patch", "update")
+# The verb a request needs, by method and whether it names one object (DELETE on a collection is
+# deletecollection); a kind whose discovery lacks it answers 405, as a real server for such a kind.
+_WRITE_VERBS = {
+    ("POST", False): "create",
+    ("PUT", True): "update",
+    ("PATCH", True): "patch",
+    ("DELETE", True): "delete",
+    ("DELETE", False): "deletecollection",
+}
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
@@ -402,6 +412,9 @@ class ApiServer:
         ):
             raise store.NotFound("the server could not find the requested resource")
         method = request.method
+        verb = _WRITE_VERBS.get((method, target.name is not None))
+        if verb is not None and verb not in target.kind.verbs:
+            raise _method_not_allowed(method)
         if target.name is None:
             if method == "GET":
                 if _truthy(request.query.get("watch")):
@@ -422,11 +435,7 @@ class ApiServer:
                 return await self._patch(request, target)
             if method == "DELETE" and target.subresource is None:
                 return await self._delete(request, target)
-        raise ApiError(
-            f"the server does not allow this method on the requested resource ({method})",
-            code=405,
-            reason="MethodNotAllowed",
-        )
+        raise _method_not_allowed(method)
 
     def _get(self, request: web.Request, target: Target) -> web.StreamResponse:
         obj = self.store.get(target.kind, _name(target), namespace=target.namespace)
@@ -806,7 +815,7 @@ def _resource_list(group: str, version: str) -> Obj:
             "singularName": kind.singular,
             "namespaced": kind.namespaced,
             "kind": kind.kind,
-            "verbs": VERBS,
+            "verbs": list(kind.verbs),
         }
         if kind.short_names:
             entry["shortNames"] = list(kind.short_names)
@@ -820,7 +829,7 @@ def _resource_list(group: str, version: str) -> Obj:
                     "singularName": "",
                     "namespaced": kind.namespaced,
                     "kind": kind.kind,
-                    "verbs": STATUS_VERBS,
+                    "verbs": _status_verbs(kind),
                 }
             )
     return {
@@ -858,7 +867,7 @@ def _aggregated_resource(kind: Kind) -> Obj:
         "responseKind": response_kind,
         "scope": "Namespaced" if kind.namespaced else "Cluster",
         "singularResource": kind.singular,
-        "verbs": VERBS,
+        "verbs": list(kind.verbs),
     }
     if kind.short_names:
         entry["shortNames"] = list(kind.short_names)
@@ -866,9 +875,13 @@ def _aggregated_resource(kind: Kind) -> Obj:
         entry["categories"] = list(kind.categories)
     if kind.has_status:
         entry["subresources"] = [
-            {"subresource": "status", "responseKind": response_kind, "verbs": STATUS_VERBS}
+            {"subresource": "status", "responseKind": response_kind, "verbs": _status_verbs(kind)}
         ]
     return entry
+
+
+def _status_verbs(kind: Kind) -> list[str]:
+    return [verb for verb in STATUS_VERBS if verb in kind.verbs]
 
 
 def _gv_path(group: str, version: str) -> str:
@@ -885,6 +898,8 @@ def _openapi_document(group: str, version: str) -> Obj:
     }
     paths: Obj = {}
     for kind in kinds.kinds_in(group, version):
+        if "create" not in kind.verbs:
+            continue
         gvk = {"group": kind.group, "version": kind.version, "kind": kind.kind}
         base = f"/{_gv_path(group, version)}"
         collection = (
@@ -924,6 +939,14 @@ def _aggregated_response(body: Obj) -> web.Response:
     response = web.Response(body=json.dumps(body, separators=(",", ":")).encode(), status=200)
     response.headers["Content-Type"] = AGGREGATED_DISCOVERY
     return response
+
+
+def _method_not_allowed(method: str) -> ApiError:
+    return ApiError(
+        f"the server does not allow this method on the requested resource ({method})",
+        code=405,
+        reason="MethodNotAllowed",
+    )
 
 
 def _status_response(error: ApiError) -> web.Response:
@@ -1254,6 +1277,31 @@ def _cronjob_last(obj: Obj, now: float) -> str:
     return _since(last, now) if last else "<none>"
 
 
+def _int_field(path: str) -> Callable[[Obj, float], int]:
+    # DaemonSetStatus omits zero counts (omitempty): absent prints 0, as kubectl shows it.
+    def cell(obj: Obj, now: float) -> int:
+        return int(_path(obj, path) or 0)
+
+    return cell
+
+
+def _node_selector(obj: Obj, now: float) -> str:
+    selector = _path(obj, ".spec.template.spec.nodeSelector") or {}
+    return ",".join(f"{key}={selector[key]}" for key in sorted(selector)) or "<none>"
+
+
+def _label_selector(obj: Obj, now: float) -> str:
+    """spec.selector as metav1.FormatLabelSelector writes it ("app=longhorn-manager")."""
+    selector = _path(obj, ".spec.selector") or {}
+    parts = [(key, f"{key}={value}") for key, value in (selector.get("matchLabels") or {}).items()]
+    for expression in selector.get("matchExpressions") or ():
+        key, operator = expression.get("key", ""), expression.get("operator", "")
+        values = ",".join(sorted(expression.get("values") or ()))
+        text = {"In": f"{key} in ({values})", "NotIn": f"{key} notin ({values})", "Exists": key}
+        parts.append((key, text.get(operator, f"!{key}")))
+    return ",".join(text for _, text in sorted(parts)) or "<none>"
+
+
 def _event_object(obj: Obj, now: float) -> str:
     involved = obj.get("involvedObject") or {}
     return f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}"
@@ -1335,6 +1383,19 @@ _BUILTIN_COLUMNS: dict[Kind, list[Column]] = {
             "Containers", _containers(".spec.jobTemplate.spec.template.spec.containers", "name"), priority=1
         ),
         Column("Images", _containers(".spec.jobTemplate.spec.template.spec.containers", "image"), priority=1),
+    ],
+    kinds.DAEMONSET: [
+        NAME,
+        Column("Desired", _int_field(".status.desiredNumberScheduled"), type="integer"),
+        Column("Current", _int_field(".status.currentNumberScheduled"), type="integer"),
+        Column("Ready", _int_field(".status.numberReady"), type="integer"),
+        Column("Up-to-date", _int_field(".status.updatedNumberScheduled"), type="integer"),
+        Column("Available", _int_field(".status.numberAvailable"), type="integer"),
+        Column("Node Selector", _node_selector),
+        AGE,
+        Column("Containers", _containers(".spec.template.spec.containers", "name"), priority=1),
+        Column("Images", _containers(".spec.template.spec.containers", "image"), priority=1),
+        Column("Selector", _label_selector, priority=1),
     ],
     kinds.CRD: [NAME, Column("Created At", _field(".metadata.creationTimestamp", ""), type="date")],
 }

@@ -71,12 +71,19 @@ def default_crd_path() -> Path | None:
 
 
 def manager_pod(node: str) -> dict[str, Any]:
-    """A longhorn-manager daemon pod bound to `node`, so health checks find Longhorn running."""
+    """A longhorn-manager daemon pod bound to `node`, so health checks find Longhorn running; the
+    DaemonSet controller adopts it into the longhorn-manager DaemonSet it makes from it."""
     return {
         "metadata": {
             "name": f"longhorn-manager-{node}",
             "namespace": NAMESPACE,
-            "labels": {"app": "longhorn-manager"},
+            # As Longhorn's manifest labels the manager's pod template (longhorn.labels + app).
+            "labels": {
+                "app.kubernetes.io/name": "longhorn",
+                "app.kubernetes.io/instance": "longhorn",
+                "app.kubernetes.io/version": MANAGER_IMAGE.rsplit(":", 1)[1],
+                "app": "longhorn-manager",
+            },
         },
         "spec": {
             "nodeName": node,

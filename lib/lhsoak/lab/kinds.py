@@ -17,6 +17,10 @@ import yaml
 
 # Every kind accepts these two field selectors; the real API adds a few per kind (see FIELDS_*).
 COMMON_FIELDS = ("metadata.name", "metadata.namespace")
+ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+"""What clients may do with a kind the lab serves fully, as discovery lists it."""
+READ_VERBS = ("get", "list", "watch")
+"""Verbs of a kind only the lab's own controllers write (clients get 405 MethodNotAllowed)."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,8 @@ class Kind:
     """Discovery categories, e.g. ("all",) so `kubectl get all` includes the kind."""
     has_generation: bool = True
     """True when the real API sets metadata.generation (not for namespaces, nodes, events)."""
+    verbs: tuple[str, ...] = ALL_VERBS
+    """Verbs clients may use, as discovery lists them (READ_VERBS: written by the lab only)."""
 
     @property
     def api_version(self) -> str:
@@ -143,6 +149,11 @@ JOB = Kind(
     categories=("all",),
 )
 CRONJOB = Kind("batch", "v1", "CronJob", "cronjobs", True, ("cj",), categories=("all",))
+# Read-only: the lab's DaemonSet controller keeps the one it plays (longhorn-manager's) in step with
+# its pods; a DaemonSet a client created or changed would have nothing behind it.
+DAEMONSET = Kind(
+    "apps", "v1", "DaemonSet", "daemonsets", True, ("ds",), categories=("all",), verbs=READ_VERBS
+)
 # Neither claims, volumes nor classes get metadata.generation from their registry strategies.
 PVC = Kind("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, ("pvc",), has_generation=False)
 PV = Kind("", "v1", "PersistentVolume", "persistentvolumes", False, ("pv",), has_generation=False)
@@ -188,6 +199,7 @@ ALL: tuple[Kind, ...] = (
     EVENT,
     JOB,
     CRONJOB,
+    DAEMONSET,
     PVC,
     PV,
     STORAGE_CLASS,

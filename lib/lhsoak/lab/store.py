@@ -1078,6 +1078,14 @@ def _reset_status_on_create(kind: Kind, obj: Obj) -> None:
         labels["kubernetes.io/metadata.name"] = obj["metadata"]["name"]
     elif kind in (kinds.JOB, kinds.CRONJOB):
         obj["status"] = {}
+    elif kind == kinds.DAEMONSET:
+        # An empty DaemonSetStatus: its four counts have no omitempty, the rest are left out.
+        obj["status"] = {
+            "currentNumberScheduled": 0,
+            "numberMisscheduled": 0,
+            "desiredNumberScheduled": 0,
+            "numberReady": 0,
+        }
 
 
 def _qos_class(spec: Obj) -> str:
