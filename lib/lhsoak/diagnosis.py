@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
+from types import MappingProxyType
 from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -78,10 +79,17 @@ _TARGET_UNAVAILABLE_ERROR = re.compile(
     r"backup[ -]?target\b[^:;]{0,80}?\b(?:is )?(?:unavailable|not available)", re.IGNORECASE
 )
 """An error that says the backup target was unavailable, e.g. "backup target default is unavailable"."""
-_LOCK_ERROR = re.compile(r"failed lock\b.*?(?:\bacquisition\b|$)", re.IGNORECASE)
-"""longhorn#7854's stale backupstore lock: "failed lock backupstore/.../lock-<id>.lck type 1 acquisition"."""
+_LOCK_ERROR = re.compile(
+    r"failed lock\b.*?(?:\bacquisition\b|$)"
+    r"|failed to acquire lock\b.*?(?:\bplease try again later\b\.?|$)",
+    re.IGNORECASE,
+)
+"""longhorn#7854's stale backupstore lock, in both wordings: "failed lock backupstore/.../lock-<id>.lck
+type 1 acquisition" until Longhorn 1.7, "failed to acquire lock backupstore/.../lock-<id>.lck when
+performing backup create/restore, please try again later" from 1.8 (longhorn#8713)."""
 _SUMMARY_QUOTE_LIMIT = 240
 _DETAIL_QUOTE_LIMIT = 400
+_GROUPS_SHOWN = 3
 
 
 # --------------------------------------------------------------------------- public types
@@ -183,6 +191,20 @@ class Finding:
             return frozenset({self.job})
         named = self.data.get("jobs", ())
         return frozenset(str(job) for job in named) if isinstance(named, list | tuple) else frozenset()
+
+
+@dataclass(frozen=True)
+class MessageGroup:
+    """Error messages that differ only by object names, ids, addresses and times, as one."""
+
+    pattern: str
+    """The message with those parts as placeholders (<volume>, <uuid>, <ip>, ...): the group's key."""
+    example: str
+    """The group's first message, verbatim."""
+    count: int
+    """How many messages (one per object) the group holds."""
+    variants: int
+    """How many different texts among them (1 = all identical)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -614,8 +636,8 @@ def _error_backups_finding(
     now_s = cluster.now_s
     oldest, newest = errors[0], errors[-1]
     oldest_age_s = cluster.age_s(oldest)
-    messages = Counter(_str(backup, "status", "error") or "(no status.error)" for backup in errors)
-    stale_locks = sum(count for text, count in messages.items() if _LOCK_ERROR.search(text))
+    groups = group_backup_errors(errors)
+    stale_locks = sum(1 for backup in errors if _LOCK_ERROR.search(_backup_error(backup)))
     ttl_min = round(thresholds.failed_backup_ttl_s / 60)
     left_s = thresholds.failed_backup_ttl_s - oldest_age_s
     lines = [
@@ -623,11 +645,7 @@ def _error_backups_finding(
         f"retain {spec.retain}; oldest {_name(oldest)} created "
         f"{_stamp(_created_s(oldest), now_s)}, newest {_name(newest)} created "
         f"{_stamp(_created_s(newest), now_s)}.",
-        "Errors: "
-        + "; ".join(
-            f'{count}x "{_quote(text, limit=_DETAIL_QUOTE_LIMIT, why=_LOCK_ERROR)}"'
-            for text, count in messages.most_common(3)
-        ),
+        _errors_line(groups, why=_LOCK_ERROR),
     ]
     if target_failed:
         lines.append(
@@ -654,8 +672,7 @@ def _error_backups_finding(
         summary=(
             f"{spec.name}: {len(errors)} Error backups of volume {volume} (retain {spec.retain}), "
             f"oldest {_age(oldest_age_s)} old: "
-            f'"{_quote(messages.most_common(1)[0][0], limit=_SUMMARY_QUOTE_LIMIT, why=_LOCK_ERROR)}"'
-            f"{issue}"
+            f"{_summary_quote(groups, total=len(errors), why=_LOCK_ERROR)}{issue}"
         ),
         detail="\n".join(lines),
         objects=tuple(ObjectRef.of(backup) for backup in errors),
@@ -665,7 +682,7 @@ def _error_backups_finding(
             "retain": spec.retain,
             "oldest": _name(oldest),
             "oldest_age_s": round(oldest_age_s, 1),
-            "errors": dict(messages),
+            **_errors_data(groups),
             "stale_lock_errors": stale_locks,
             "target_unavailable_errors": target_failed,
             "failed_backup_ttl_s": thresholds.failed_backup_ttl_s,
@@ -998,10 +1015,6 @@ class _TargetFailure:
     def failed_s(self) -> float | None:
         return _error_s(self.backup)
 
-    @property
-    def error(self) -> str:
-        return _str(self.backup, "status", "error") or "(no status.error)"
-
 
 def _target_finding(
     cluster: _Cluster,
@@ -1052,7 +1065,7 @@ def _target_finding(
             "since": _str(unavailable, "lastTransitionTime") or None,
             "jobs": list(jobs),
             "error_backups": len(failures),
-            "errors": dict(Counter(failure.error for failure in failures)),
+            **_errors_data(group_backup_errors(failure.backup for failure in failures)),
             "first_failed_at_s": failures[0].failed_s if failures else None,
             "last_failed_at_s": failures[-1].failed_s if failures else None,
             "workaround": "make the backup target reachable; delete its Error backups",
@@ -1081,14 +1094,14 @@ def _target_summary(
         return (
             f"backup target {name} unavailable{since}{reason}{failed}; blocks backup jobs {', '.join(jobs)}"
         )
-    common = Counter(failure.error for failure in failures).most_common(1)[0][0]
-    quoted = _quote(common, limit=_SUMMARY_QUOTE_LIMIT, why=_TARGET_UNAVAILABLE_ERROR)
+    groups = group_backup_errors(failure.backup for failure in failures)
+    quoted = _summary_quote(groups, total=len(failures), why=_TARGET_UNAVAILABLE_ERROR)
     now = (
         f"; available again since {_iso(back_s)}"
         if (back_s := _target_back_s(target, after_s=failures[0].failed_s)) is not None
         else ("; available now" if target is not None else f"; BackupTarget {name} not listed")
     )
-    return f'backup target {name} was unavailable: {_failures_phrase(failures)}: "{quoted}"{now}'
+    return f"backup target {name} was unavailable: {_failures_phrase(failures)}: {quoted}{now}"
 
 
 def _failures_phrase(failures: Sequence[_TargetFailure]) -> str:
@@ -1150,7 +1163,7 @@ def _target_failure_lines(
         evidence.append(f"{says} {'says' if says == 1 else 'say'} the backup target is unavailable")
     if during:
         evidence.append(f"{during} failed while it is unavailable, with no other cause named")
-    messages = Counter(failure.error for failure in failures)
+    groups = group_backup_errors(failure.backup for failure in failures)
     ttl_min = round(thresholds.failed_backup_ttl_s / 60)
     first_s, last_s = failures[0].failed_s, failures[-1].failed_s
     when = (
@@ -1162,11 +1175,7 @@ def _target_failure_lines(
         f"Error backups that failed on backup target {name}: "
         f"{_failures_count(failures)} on volume{'s' if len(volumes) != 1 else ''} "
         f"{_names(volumes)}, {when}; {' and '.join(evidence)}.",
-        "Errors: "
-        + "; ".join(
-            f'{count}x "{_quote(text, limit=_DETAIL_QUOTE_LIMIT, why=_TARGET_UNAVAILABLE_ERROR)}"'
-            for text, count in messages.most_common(3)
-        ),
+        _errors_line(groups, why=_TARGET_UNAVAILABLE_ERROR),
         "A backup that ends in Error fails the recurring-job run, so those ticks made no backup. "
         "The job's retain cleanup skips Error backups (they have no backupCreatedAt); they stay "
         f"until the failed-backup-ttl setting removes them (assumed {ttl_min} min).",
@@ -1654,7 +1663,7 @@ class _Cluster:
     def target_evidence(self, backup: Obj) -> Literal["says", "during"] | None:
         """Whether an Error backup failed because its backup target was unavailable: its error says
         so, or it failed while the target is unavailable and its error names no other cause."""
-        error = _str(backup, "status", "error")
+        error = _backup_error(backup)
         if _TARGET_UNAVAILABLE_ERROR.search(error):
             return "says"
         if _LOCK_ERROR.search(error):
@@ -1725,6 +1734,125 @@ class _Cluster:
             taints=taints,
             rebooted_s=rebooted_s,
         )
+
+
+# --------------------------------------------------------------------------- error messages
+
+
+_NO_NAMES: Mapping[str, str] = MappingProxyType({})
+_MIN_NAME_LENGTH = 3
+"""Shorter names (a volume "db") are left alone: as words they would replace ordinary text."""
+_GENERATED_PARTS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # RFC 3339, and Go's time.Time.String() ("2025-03-20 11:40:00.123 +0000 UTC").
+    (
+        re.compile(
+            r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|\s?[+-]\d{2}:?\d{2}(?:\s[A-Z]{2,5})?)?"
+        ),
+        "<time>",
+    ),
+    # Recurring-job snapshots are <job[:8]>-<uuid>; pvc-<uuid> volumes; instance-manager uuids.
+    (
+        re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.IGNORECASE),
+        "<uuid>",
+    ),
+    # "proxyServer=10.42.1.15:8501 destination=10.42.1.15:10000", "tcp://10.42.1.15:10000".
+    (re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?\b"), "<ip>"),
+    # backupstore keeps a volume under volumes/<2 hex>/<2 hex>/<volume>/, from its name's checksum.
+    (re.compile(r"(?<=\bvolumes/)[0-9a-f]{2}/[0-9a-f]{2}(?=/)"), "<id>"),
+    # S3 errors name each request: "RequestID: 7VPFQ0Q1JG3GMRJ8, HostID: yZ3t...=" (aws-sdk-go-v2),
+    # "request id: ..., host id: ..." (v1).
+    (re.compile(r"\b(RequestID|HostID|request id|host id): [^,\s]+", re.IGNORECASE), r"\1: <id>"),
+    # GenerateName: "lock-", "backup-", "snap-", "system-backup-" and 16 hex characters.
+    (re.compile(r"\b(lock|backup|snap|system-backup)-[0-9a-f]{4,}\b", re.IGNORECASE), r"\1-<id>"),
+    (re.compile(r"\b[0-9a-f]{8,}\b", re.IGNORECASE), "<id>"),
+)
+"""What Longhorn and Kubernetes generate, in the order replaced (a uuid before its hex runs)."""
+
+
+def message_pattern(text: str, *, names: Mapping[str, str] = _NO_NAMES) -> str:
+    """`text` on one line with what differs from one object's message to the next replaced by
+    placeholders, so that messages which say the same thing compare equal.
+
+    `names` maps names the caller knows (a backup's own volume, snapshot and backup names) to
+    their placeholder; they go first, longest first, as whole words. Then the parts Longhorn and
+    Kubernetes generate: timestamps, uuids, IPv4 addresses with their port, backupstore's
+    per-volume directories, lock-/backup-/snap- ids and hex runs of 8 or more characters.
+    """
+    pattern = " ".join(text.split())
+    for name in sorted((name for name in names if len(name) >= _MIN_NAME_LENGTH), key=len, reverse=True):
+        pattern = _replace_word(pattern, name, names[name])
+    for part, placeholder in _GENERATED_PARTS:
+        pattern = part.sub(placeholder, pattern)
+    return pattern
+
+
+def group_backup_errors(backups: Iterable[Obj]) -> list[MessageGroup]:
+    """The error messages of `backups` grouped by `message_pattern` (each backup's own names as
+    placeholders), most frequent first, equal counts in the order first seen."""
+    texts: dict[str, list[str]] = {}
+    for backup in backups:
+        text = _backup_error(backup)
+        texts.setdefault(message_pattern(text, names=_own_names(backup)), []).append(text)
+    groups = [
+        MessageGroup(pattern=pattern, example=seen[0], count=len(seen), variants=len(set(seen)))
+        for pattern, seen in texts.items()
+    ]
+    return sorted(groups, key=lambda group: -group.count)
+
+
+def _replace_word(text: str, word: str, placeholder: str) -> str:
+    return re.sub(rf"(?<!\w){re.escape(word)}(?!\w)", lambda _match: placeholder, text)
+
+
+def _own_names(backup: Obj) -> dict[str, str]:
+    """A backup's names its error may quote, each with its placeholder."""
+    names = {
+        _str(backup, "spec", "snapshotName"): "<snapshot>",
+        _str(backup, "status", "snapshotName"): "<snapshot>",
+        _backup_volume(backup): "<volume>",
+        _name(backup): "<backup>",
+    }
+    names.pop("", None)
+    return names
+
+
+def _backup_error(backup: Obj) -> str:
+    """Why a backup failed: status.error, else the error longhorn-manager put in status.messages."""
+    error = _str(backup, "status", "error")
+    if error:
+        return error
+    message = _str(backup, "status", "messages", "error")
+    return f"(status.messages.error) {message}" if message else "(no status.error)"
+
+
+def _errors_line(groups: Sequence[MessageGroup], *, why: re.Pattern[str]) -> str:
+    """The most frequent error groups, each as its count and first example."""
+    parts = [_group_phrase(group, limit=_DETAIL_QUOTE_LIMIT, why=why) for group in groups[:_GROUPS_SHOWN]]
+    rest = groups[_GROUPS_SHOWN:]
+    if rest:
+        plural = "s" if len(rest) != 1 else ""
+        parts.append(f"and {len(rest)} other error{plural} (×{sum(group.count for group in rest)})")
+    return "Errors: " + "; ".join(parts)
+
+
+def _group_phrase(group: MessageGroup, *, limit: int, why: re.Pattern[str]) -> str:
+    quoted = f'"{_quote(group.example, limit=limit, why=why)}"'
+    return f"×{group.count}, e.g. {quoted}" if group.variants > 1 else f"×{group.count} {quoted}"
+
+
+def _summary_quote(groups: Sequence[MessageGroup], *, total: int, why: re.Pattern[str]) -> str:
+    """The most frequent error for a summary; its count only when other errors exist."""
+    top = groups[0]
+    quoted = f'"{_quote(top.example, limit=_SUMMARY_QUOTE_LIMIT, why=why)}"'
+    return quoted if top.count == total else f"×{top.count} of {total} {quoted}"
+
+
+def _errors_data(groups: Sequence[MessageGroup]) -> dict[str, dict[str, int]]:
+    """JSON-safe: each group's first example and its pattern, with its count, most frequent first."""
+    return {
+        "errors": {group.example: group.count for group in groups},
+        "error_patterns": {group.pattern: group.count for group in groups},
+    }
 
 
 # --------------------------------------------------------------------------- object helpers

@@ -33,7 +33,7 @@ def test_error_backups_beyond_retain_name_count_oldest_and_error(world, make):
     )
     for fact in (
         f"on volume soak-vol-1: 5 > retain 2; oldest {oldest} created 2025-03-20T11:05:00Z (55m30s ago)",
-        f'5x "{LOCK_ERROR}"',
+        f'×5 "{LOCK_ERROR}"',
         "which Error backups never get",
         "failed-backup-ttl setting removes them (assumed 1440 min; the oldest goes in about 23h04m)",
         "longhorn#7854",
