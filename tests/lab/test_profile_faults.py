@@ -178,7 +178,9 @@ def test_backups_around_a_node_outage(profile_name: str) -> None:
                 timeout_s=DEADLINE_S,
                 what="backups working again after the outage",
             )
-            lock_errors = [b for b in backups(lab, "Error") if "failed lock" in b["status"]["error"]]
+            lock_errors = [
+                b for b in backups(lab, "Error") if "failed to acquire lock" in b["status"]["error"]
+            ]
             if profile_name == "healthy":
                 assert not backups(lab, "Error")
                 return

@@ -11,7 +11,7 @@ A profile is a frozen set of durations plus switches that turn on one upstream f
   InProgress forever; the job pod waits on it with no timeout (as upstream), so the backup CronJob
   stops firing while snapshots go on.
 - ``error-backups``: longhorn#7854. Backups started while a node is down, or shortly after it is
-  back (a stale backupstore lock), end in Error ("failed lock ... acquisition"); Error backups are
+  back (a stale backupstore lock), end in Error ("failed to acquire lock ..."); Error backups are
   never cleaned up by the job, so they pile up past ``retain``.
 - ``backup-target-down``: the backup target becomes unavailable for a while once backups run (as an
   unreachable S3); backups started or running meanwhile end in Error.

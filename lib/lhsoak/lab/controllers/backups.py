@@ -14,7 +14,7 @@ Failures:
   forever ("stuck", longhorn#9168/#9417) — nothing ever updates it again;
 - longhorn#7854 (profile `outage_backup_error_s`): a backup starting while a node is down, or within
   that many seconds after every node is back, fails on the stale backupstore lock
-  ("failed lock ... acquisition").
+  ("failed to acquire lock ... please try again later", the wording since Longhorn 1.8).
 
 Error backups stay (upstream removes them only after the `failed-backup-ttl` setting, 1440 min).
 Events on the volume, reason = the new state, as the backup controller records them.
@@ -395,8 +395,8 @@ class Backups(Reconciler):
             f"proxyServer={_replica(run.node).split(':')[0]}:8501 destination={_replica(run.node)}: "
             f"failed to backup snapshot {snapshot} to {backup['metadata']['name']}: rpc error: code = "
             f"Unknown desc = failed to create backup to {TARGET_URL} for volume {volume}: rpc error: "
-            f"code = Unknown desc = failed lock backupstore/volumes/{digest[:2]}/{digest[2:4]}/{volume}"
-            f"/locks/lock-{lock}.lck type 1 acquisition"
+            f"code = Unknown desc = failed to acquire lock backupstore/volumes/{digest[:2]}/{digest[2:4]}"
+            f"/{volume}/locks/lock-{lock}.lck when performing backup create/restore, please try again later."
         )
 
     def _engine_lost_message(self, backup: Obj, run: _Run) -> str:
