@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from lhsoak import config, diagnosis, errors, ledger, plan, report, soak
+from lhsoak.report import attach
 
 log = logging.getLogger("lhsoak")
 _MAX_STEPS = 1000
@@ -94,6 +95,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--remediate", action="store_true", help="apply the documented workaround after a stall is recorded")
     add("--dry-run", action="store_true", help="print the plan and touch nothing")
     add("--env", action="append", default=[], metavar="KEY=VALUE", help="a fact for the report (repeatable)")
+    add(
+        "--progress-every",
+        type=float,
+        default=soak.PROGRESS_EVERY_S,
+        help=f"seconds between progress lines of a long wait (default {soak.PROGRESS_EVERY_S:g})",
+    )
 
 
 def new_run_id() -> str:
@@ -113,6 +120,12 @@ def _environment(pairs: list[str]) -> dict[str, str]:
             raise errors.UsageError(f"--env wants KEY=VALUE, got {pair!r}")
         environment[key] = value
     return environment
+
+
+def _positive(value: float, option: str) -> float:
+    if not value > 0:
+        raise errors.UsageError(f"{option} must be a positive number of seconds, got {value:g}")
+    return value
 
 
 def build_run(options: pytest.Config, *, progress: Any) -> soak.SoakRun:
@@ -168,7 +181,8 @@ def build_run(options: pytest.Config, *, progress: Any) -> soak.SoakRun:
             poll_interval_s=get("probe_interval"),
         ),
         progress=progress,
-        phase=report.phase,
+        narrator=attach.Narration(),
+        progress_every_s=_positive(get("progress_every"), "--progress-every"),
         environment=_environment(get("env")),
     )
 
@@ -258,8 +272,21 @@ def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> N
         _CONFIG[0].stash[_INTERRUPTED] = True
 
 
+# Set-up and tear-down in Allure: the soak's own fixture under these titles, the thin ones left out.
+FIXTURE_TITLES = {
+    "soak_session": (
+        "set up the soak: cluster adopted, Longhorn healthy, recurring jobs configured",
+        "tear down the soak: nodes up, recurring jobs restored, test objects removed unless --keep",
+    ),
+}
+
+
 def pytest_configure(config: pytest.Config) -> None:
     _CONFIG[:] = [config]
+    if getattr(config.option, "allure_report_dir", None):
+        quiet = attach.QuietFixtures(FIXTURE_TITLES)
+        quiet.register()
+        config.add_cleanup(quiet.unregister)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -291,15 +318,13 @@ def run_step(session: _SoakSession, index: int, *, keep_going: bool, clock: Any)
     step = session.steps[index - 1]
     report.describe_test(run_id=run.soak.run_id, seed=run.chaos.seed, title=step.title)
     try:
-        outcome = run.run_step(step)
+        # The run tells its phases and evidence to the report as they happen (attach.Narration).
+        run.run_step(step)
     except soak.StepFailed as error:
         failure = str(error)
     else:
-        report.attach_step(outcome, snapshot=run.last_snapshot)
         return step
     session.failed_step = step.title
-    if run.outcomes:
-        report.attach_step(run.outcomes[-1], snapshot=run.last_snapshot)
     # Outside the except block, so pytest shows the diagnosis once (no chained "During handling …"),
     # and without the harness's source lines, which would only bury it.
     pytest.fail(failure, pytrace=False)

@@ -6,10 +6,14 @@ For each node of a step, in parallel: issue the reboot through its driver, prove
 `lastTransitionTime` is after the reboot started). Every phase is a `reboot` record in the ledger; a reboot
 that did not happen, or a node that does not come back, is a `failed` record and an error that says what
 was seen — never a silent pass.
+
+Each node's proof is told as it happens (`phase`, one step per node opened on that node's thread, so a
+report nests it under the caller's open step), and its evidence is handed to `on_proof` inside that step.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -37,6 +41,8 @@ class NodeReboot:
     new_boot_id: str | None = None
     failure: str | None = None
     seen: list[str] = field(default_factory=list)
+    ready_flipped: bool | None = None
+    """Whether Ready was seen False/Unknown and back to True after the reboot began (None: not yet looked)."""
 
     @property
     def downtime_s(self) -> float | None:
@@ -89,7 +95,13 @@ class Rebooter:
         ready_deadline_s: float,
         clock: Callable[[], float] = time.time,
         progress: Callable[[str], None] = log.info,
+        phase: Callable[[str], contextlib.AbstractContextManager[object]] = lambda _title: (
+            contextlib.nullcontext()
+        ),
+        on_proof: Callable[[NodeReboot], None] = lambda _proof: None,
     ) -> None:
+        """`phase(title)` wraps each node's proof and its parts (a report's steps); `on_proof(result)`
+        is told each node's result, proven or not, inside that node's phase."""
         self._drivers = drivers
         self._view = view
         self._writer = writer
@@ -97,6 +109,8 @@ class Rebooter:
         self._ready_deadline_s = ready_deadline_s
         self._clock = clock
         self._progress = progress
+        self._phase = phase
+        self._on_proof = on_proof
         self._lock = threading.Lock()
         self._cancelled = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -160,33 +174,68 @@ class Rebooter:
                 raise
 
     def _reboot_one(self, node: str) -> NodeReboot:
-        driver = self._drivers[node]
         result = NodeReboot(
             node=node, started_s=self._clock(), old_boot_id=node_boot_id(self._view.get("nodes", node))
         )
         with self._lock:
             self.in_flight[node] = result
         try:
-            chaos_driver.prove_reboot(
-                driver,
-                down_deadline_s=self._down_deadline_s,
-                up_deadline_s=self._ready_deadline_s,
-                clock=self._clock,
-                on_phase=lambda phase, boot_id: self._on_phase(result, phase, boot_id),
-            )
-            result.new_boot_id = self._wait_ready(result)
-            result.ready_s = self._clock()
-            self._record(result, "ready", result.new_boot_id)
-            self._progress(f"{node} is back: Ready, boot id {result.new_boot_id}")
-        except (chaos_driver.DriverError, WaitTimeout, _Cancelled) as error:
-            self._fail(result, str(error))
-        except Exception as error:  # a crashed proof is a failed proof, never a pass
-            log.exception("node %s: the reboot proof crashed", node)
-            self._fail(result, f"harness error while proving the reboot: {error!r}")
+            with self._phase(f"reboot {node} and prove it came back"):
+                self._prove(result)
+        except Exception as error:
+            # _prove has recorded why; anything else (the report's own machinery failing) must
+            # still leave a failure behind: a result without one would count as proven.
+            if result.failure is None:
+                log.exception("node %s: the reboot proof crashed", node)
+                self._fail(result, f"harness error while proving the reboot: {error!r}")
         finally:
             with self._lock:
                 self.in_flight.pop(node, None)
         return result
+
+    def _prove(self, result: NodeReboot) -> None:
+        """The machine went down and came back, then Kubernetes saw it; raises when not proven."""
+        try:
+            with self._phase(f"the machine of {result.node} goes down and comes back"):
+                proof = chaos_driver.prove_reboot(
+                    self._drivers[result.node],
+                    down_deadline_s=self._down_deadline_s,
+                    up_deadline_s=self._ready_deadline_s,
+                    clock=self._clock,
+                    on_phase=lambda phase, boot_id: self._on_phase(result, phase, boot_id),
+                )
+                if not proof.machine_proven:
+                    result.seen.append(f"not provable at the machine level: {proof.down.detail}")
+            with self._phase(self._kubernetes_proof_title(result)):
+                result.new_boot_id = self._wait_ready(result)
+                self._tell_kubernetes_proof(result)
+            result.ready_s = self._clock()
+            self._record(result, "ready", result.new_boot_id)
+            self._progress(f"{result.node} is back: Ready, boot id {result.new_boot_id}")
+        except (chaos_driver.DriverError, WaitTimeout, _Cancelled) as error:
+            self._fail(result, str(error))
+            raise
+        except Exception as error:  # a crashed proof is a failed proof, never a pass
+            log.exception("node %s: the reboot proof crashed", result.node)
+            self._fail(result, f"harness error while proving the reboot: {error!r}")
+            raise
+        finally:
+            self._on_proof(result)
+
+    def _kubernetes_proof_title(self, result: NodeReboot) -> str:
+        if self._drivers[result.node].restarts_kernel:
+            return (
+                f"Kubernetes sees {result.node} back: Ready, with a boot id other than {result.old_boot_id}"
+            )
+        return f"Kubernetes sees {result.node} back: Ready again after going False/Unknown"
+
+    def _fact(self, title: str) -> None:
+        """A moment of the proof, told as an empty step where it happened."""
+        with self._phase(title):
+            pass
+
+    def _since_issued(self, result: NodeReboot) -> str:
+        return f"{self._clock() - result.started_s:.1f} s after the reboot was issued"
 
     def _on_phase(self, result: NodeReboot, phase: str, boot_id: str | None) -> None:
         """prove_reboot's phases, as ledger records (it restores the node itself when a step fails)."""
@@ -198,12 +247,25 @@ class Rebooter:
             result.started_s = self._clock()
             self._record(result, "start", result.old_boot_id)
             self._progress(f"rebooting {result.node} (boot id {result.old_boot_id})")
+            self._fact(f"reboot issued (boot id {result.old_boot_id})")
         elif phase == "down":
             result.down_s = self._clock()
             self._record(result, "down", result.old_boot_id)
+            self._fact(f"went down {self._since_issued(result)}")
         elif phase == "up":
             result.up_s = self._clock()
             self._record(result, "up", boot_id)
+            self._fact(f"came up {self._since_issued(result)} (boot id {boot_id or 'not readable'})")
+
+    def _tell_kubernetes_proof(self, result: NodeReboot) -> None:
+        if self._drivers[result.node].restarts_kernel:
+            self._fact(f"boot id changed: {result.old_boot_id} -> {result.new_boot_id}")
+        else:
+            self._fact("boot id unchanged: a container restart keeps the host's kernel")
+        if result.ready_flipped:
+            self._fact("Ready went False/Unknown, then True")
+        else:
+            self._fact("Ready was not seen False/Unknown (a reboot faster than the grace period)")
 
     def _fail(self, result: NodeReboot, why: str) -> None:
         result.failure = why
@@ -220,6 +282,7 @@ class Rebooter:
                 return None
             boot_id = node_boot_id(node)
             transitioned = self._ready_transitioned(view, node, result)
+            result.ready_flipped = transitioned
             if restarts_kernel:
                 # A new bootID is only reported by a kubelet that started on the new kernel: proof
                 # enough. Ready need not visibly flip: a reboot shorter than the node-monitor grace

@@ -3,20 +3,25 @@
 The pytest plugin drives these phases as tests (so the report shows where a run broke); the library does
 the work. Teardown always runs: it brings back any node a driver powered off, restores the recurring jobs
 that were there, removes the soak's objects (unless `keep`) and ends the ledger.
+
+A `Narrator` is told the story as it happens — each phase as a step, evidence where it was found — so a
+report lists what happened in the order it happened (the pytest plugin's narrator writes Allure steps).
+Long waits say every `progress_every_s` what they wait for, how long is left and what was seen so far.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import tenacity
 
@@ -42,6 +47,8 @@ from lhsoak.chaos import driver as chaos_driver
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+PROGRESS_EVERY_S = 20.0
+"""Seconds between progress lines while a wait goes on (a wait shorter than this prints none)."""
 
 
 class StepFailed(AssertionError):
@@ -56,6 +63,51 @@ class StepOutcome:
     findings: list[diagnosis.Finding] = field(default_factory=list)
 
 
+class Narrator(Protocol):
+    """Told a soak's story as it happens; `lhsoak.report.attach.Narration` writes it as Allure steps."""
+
+    def phase(self, title: str) -> contextlib.AbstractContextManager[object]:
+        """A step around a phase; an exception leaving it marks the step failed."""
+        ...
+
+    def evidence(self, text: str, name: str) -> None:
+        """Text that backs the phase running now (what set-up changed, what teardown restored)."""
+        ...
+
+    def reboot_proven(self, proof: reboot.NodeReboot) -> None:
+        """One node's reboot proof, proven or not, inside that node's step (on its reboot thread)."""
+        ...
+
+    def step_failed(self, outcome: StepOutcome, snapshot: diagnosis.ClusterSnapshot | None) -> None:
+        """A failed step's missed ticks, diagnosis and blocking objects, inside its tick check."""
+        ...
+
+
+class Silent:
+    """A narrator that tells nobody (the default: no report is being written)."""
+
+    def phase(self, title: str) -> contextlib.AbstractContextManager[object]:
+        del title
+        return contextlib.nullcontext()
+
+    def evidence(self, text: str, name: str) -> None:
+        del text, name
+
+    def reboot_proven(self, proof: reboot.NodeReboot) -> None:
+        del proof
+
+    def step_failed(self, outcome: StepOutcome, snapshot: diagnosis.ClusterSnapshot | None) -> None:
+        del outcome, snapshot
+
+
+class _NotRecovered(AssertionError):
+    """The jobs did not all fire again after a step's reboots (a deadline passed or a tick was missed)."""
+
+
+class _TeardownProblems(Exception):
+    """Teardown could not put everything back; the message lists what."""
+
+
 class SoakRun:
     """One soak against one cluster. Not reusable: open, setup, run steps, finish, teardown."""
 
@@ -66,9 +118,8 @@ class SoakRun:
         target: config.Target,
         chaos: config.Plan,
         progress: Callable[[str], None] = log.info,
-        phase: Callable[[str], contextlib.AbstractContextManager[object]] = lambda _title: (
-            contextlib.nullcontext()
-        ),
+        narrator: Narrator | None = None,
+        progress_every_s: float = PROGRESS_EVERY_S,
         environment: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -76,7 +127,11 @@ class SoakRun:
         self.target = target
         self.chaos = chaos
         self.progress = progress
-        self.phase = phase
+        self.narrator: Narrator = narrator or Silent()
+        self.phase = self.narrator.phase
+        self.progress_every_s = progress_every_s
+        # What set-up and teardown change on the cluster, told as it happens and kept as evidence.
+        self._changes = _Lines(self.progress)
         self.environment = dict(environment or {})
         self.clock = clock
         self.last_snapshot: diagnosis.ClusterSnapshot | None = None
@@ -137,6 +192,24 @@ class SoakRun:
                     driver.check()
                 except chaos_driver.DriverError as error:
                     raise errors.UsageError(f"node {node} cannot be rebooted: {error}") from None
+        self._fact(
+            f"cluster adopted: context {self.api.context} at {self.api.server}, {len(self.nodes)} nodes",
+            evidence=(self._nodes_text(), "nodes"),
+        )
+
+    def _nodes_text(self) -> str:
+        lines = []
+        for node, role in sorted(self.nodes.items()):
+            driver = self.drivers.get(node)
+            how = f"rebooted by the {driver.kind} driver" if driver else "not rebooted by this plan"
+            lines.append(f"{node}  {role}  {how}\n")
+        return "".join(lines)
+
+    def _fact(self, title: str, *, evidence: tuple[str, str] | None = None) -> None:
+        """Something established, told as an empty step (with its evidence: text, name)."""
+        with self.phase(title):
+            if evidence is not None:
+                self.narrator.evidence(*evidence)
 
     @property
     def period_s(self) -> float:
@@ -168,17 +241,27 @@ class SoakRun:
             self.health = longhorn.wait_healthy(
                 api, deadline_s=self.soak.health_deadline_s, progress=self.progress
             )
-        if not self.health.healthy:
-            raise StepFailed(
-                f"Longhorn is not ready after {self.soak.health_deadline_s:.0f}s: "
-                + "; ".join(self.health.problems)
+            if not self.health.healthy:
+                raise StepFailed(
+                    f"Longhorn is not ready after {self.soak.health_deadline_s:.0f}s: "
+                    + "; ".join(self.health.problems)
+                )
+            self._fact(
+                f"Longhorn {self.health.longhorn_version or '(version unknown)'} on Kubernetes "
+                f"{self.health.kubernetes_version or '(version unknown)'}: managers running, "
+                f"backup target available, {self.health.nodes} nodes Ready"
             )
-        with self.phase("the soak's volumes and recurring jobs are configured; the recorder watches"):
-            self._start_recording(api)
+        self.soak.run_dir.mkdir(parents=True, exist_ok=True)
+        self._fact(f"run directory: {self.soak.run_dir.resolve()}")
+        jobs = ", ".join(f"{job.name} ({job.task}, {job.cron!r})" for job in self.soak.jobs)
+        with self.phase(f"recurring jobs {jobs} configured on {self.soak.volumes} test volumes"):
+            try:
+                self._start_recording(api)
+            finally:
+                self.narrator.evidence(self._changes.take() or "nothing\n", "what the set-up created")
 
     def _start_recording(self, api: cluster.Cluster) -> None:
-        self.soak.run_dir.mkdir(parents=True, exist_ok=True)
-        self.setup = longhorn.Setup(api, self.soak, on_step=self.progress)
+        self.setup = longhorn.Setup(api, self.soak, on_step=self._changes)
         # Volumes first (a PVC's Longhorn volume is named by the CSI driver): the run record lists them.
         self.setup.apply()
         self.writer = ledger.Writer.open(self.soak.run_dir / "ledger.jsonl", clock=self.clock)
@@ -202,6 +285,8 @@ class SoakRun:
             ready_deadline_s=self.chaos.ready_deadline_s,
             clock=self.clock,
             progress=self.progress,
+            phase=self.phase,
+            on_proof=self.narrator.reboot_proven,
         )
         self.monitor = monitor.TickMonitor(
             jobs=self.soak.jobs,
@@ -253,6 +338,8 @@ class SoakRun:
         return known
 
     def run_step(self, step: plan.Step) -> StepOutcome:
+        """Reboot the step's nodes with proof, wait for every job to fire again, check no tick was
+        missed; raises StepFailed (with the diagnosis) when any of it fails."""
         rebooter = self._require(self.rebooter)
         self._wait_for_phase()
         if step.kind == "backup-node":
@@ -261,37 +348,66 @@ class SoakRun:
         self.outcomes.append(outcome)
         self.progress(step.title)
         misses_before = len(self._misses)
+        self._reboot(step, outcome, rebooter)
+        recovered_after = self._recovered_after(outcome)
+        try:
+            with self.phase("every job fires again on every volume"):
+                self._revive_writers()
+                self._wait_recovered(step, recovered_after=recovered_after, misses_before=misses_before)
+        except _NotRecovered as error:
+            not_recovered: str | None = str(error)
+        else:
+            not_recovered = None
+        self._check_ticks(step, outcome, misses_before=misses_before, not_recovered=not_recovered)
+        self._note_manager_pods()
+        if self.chaos.pause_s:
+            with self.phase(f"pause {self.chaos.pause_s:g} s before the next step"):
+                self._wait_until(self.clock() + self.chaos.pause_s, what="pausing before the next step")
+        return outcome
+
+    def _reboot(self, step: plan.Step, outcome: StepOutcome, rebooter: reboot.Rebooter) -> None:
         try:
             with self.phase(f"reboot {', '.join(step.nodes)} and prove each came back"):
-                outcome.reboots = rebooter.reboot(step.nodes)
-        except reboot.RebootFailed as error:
-            outcome.reboots = error.results
-            self._note("error", f"{step.title}: reboot not proven: {error}")
-            raise StepFailed(
-                report.step_failure_text(f"{step.title}: reboot not proven", reboots=error.results)
-            ) from None
+                try:
+                    outcome.reboots = rebooter.reboot(step.nodes)
+                except reboot.RebootFailed as error:
+                    outcome.reboots = error.results
+                    self._note("error", f"{step.title}: reboot not proven: {error}")
+                    raise StepFailed(
+                        report.step_failure_text(f"{step.title}: reboot not proven", reboots=error.results)
+                    ) from None
         finally:
             with self._lock:
                 for result in outcome.reboots:
                     self._outages.append(monitor.Outage(result.node, result.started_s, result.ready_s))
+
+    def _revive_writers(self) -> None:
         writers = self._require(self.setup).writers
-        if writers is not None:
-            writers.revive(writers.claims())
-        with self.phase("every job fires again on every volume"):
-            self._wait_recovered(step, outcome, misses_before)
-        self._note_manager_pods()
-        if self.chaos.pause_s:
-            self._wait_until(self.clock() + self.chaos.pause_s)
-        return outcome
+        if writers is None:
+            return
+        self._changes.take()
+        writers.revive(writers.claims())
+        revived = self._changes.take()
+        if revived:
+            self.narrator.evidence(revived, "writer pods after the reboot")
+
+    def _recovered_after(self, outcome: StepOutcome) -> float:
+        """From when a fire counts as the jobs' recovery: the last node Ready, plus the settle time."""
+        ready_at = (
+            max((r.ready_s or self.clock()) for r in outcome.reboots) if outcome.reboots else self.clock()
+        )
+        return ready_at + self.soak.settle_s
 
     def _wait_for_phase(self) -> None:
         schedules = [schedule.parse(job.cron) for job in self.soak.jobs]
         at = plan.phase_start(self.chaos.phase, now_s=self.clock(), schedules=schedules)
         if at > self.clock():
-            self.progress(f"waiting {at - self.clock():.1f}s for the {self.chaos.phase} phase")
-            self._wait_until(at)
+            with self.phase(f"wait for the {self.chaos.phase} phase of the schedule, at {_hms(at)}"):
+                self.progress(f"waiting {at - self.clock():.1f}s for the {self.chaos.phase} phase")
+                self._wait_until(at, what=f"waiting for the {self.chaos.phase} phase at {_hms(at)}")
         if self.chaos.phase == "during-backup":
-            self._wait_backup_in_progress()
+            with self.phase("wait for a backup of the soak's backup job to be InProgress"):
+                self._wait_backup_in_progress()
 
     def _node_of_running_backup(self, step: plan.Step) -> str:
         """The worker carrying a soak volume whose backup is InProgress now (waits for one).
@@ -316,12 +432,18 @@ class SoakRun:
             return None
 
         try:
-            return rec.view.wait_for(
-                node,
-                what="a running backup of the soak's backup job, to reboot its volume's node",
-                deadline_s=deadline_s,
-                seen=lambda view: f"{len(view.items('backups'))} backups, none InProgress on a known node",
-            )
+            with self.phase("pick the node of a running backup"):
+                return rec.view.wait_for(
+                    node,
+                    what="a running backup of the soak's backup job, to reboot its volume's node",
+                    deadline_s=deadline_s,
+                    seen=lambda view: (
+                        f"{len(view.items('backups'))} backups, none InProgress on a known node; "
+                        + self._next_ticks_text(backup_jobs)
+                    ),
+                    progress=self.progress,
+                    progress_every_s=self.progress_every_s,
+                )
         except recorder.WaitTimeout as error:
             raise StepFailed(
                 report.step_failure_text(f"{step.title}: no backup to interrupt: {error}")
@@ -367,47 +489,82 @@ class SoakRun:
                 ),
                 what="a backup of the soak's backup job to be InProgress",
                 deadline_s=2 * period,
-                seen=lambda view: f"{len(view.items('backups'))} backups, none InProgress",
+                seen=lambda view: (
+                    f"{len(view.items('backups'))} backups, none InProgress; "
+                    + self._next_ticks_text(backup_jobs)
+                ),
+                progress=self.progress,
+                progress_every_s=self.progress_every_s,
             )
         except recorder.WaitTimeout as error:
             self._note("warn", f"phase during-backup: {error}; rebooting anyway")
 
-    def _wait_recovered(self, step: plan.Step, outcome: StepOutcome, misses_before: int) -> None:
-        """After the reboot: every job fires again on every volume, or a miss fails the step."""
-        rec = self._require_recorder()
-        ready_at = (
-            max((r.ready_s or self.clock()) for r in outcome.reboots) if outcome.reboots else self.clock()
+    def _next_ticks_text(self, jobs: Iterable[str]) -> str:
+        now_s = self.clock()
+        wanted = set(jobs)
+        return ", ".join(
+            f"next {job.name} tick {_hms(tick)} ({_in_or_ago(tick - now_s)})"
+            for job in self.soak.jobs
+            if job.name in wanted
+            for tick in [schedule.parse(job.cron).next_after(now_s)]
         )
-        recovered_after = ready_at + self.soak.settle_s
-        period = self.period_s
-        deadline = self.soak.settle_s + 2 * period + self.soak.lag_bound_s
+
+    def _wait_recovered(self, step: plan.Step, *, recovered_after: float, misses_before: int) -> None:
+        """After the reboot: every job fires again on every volume; _NotRecovered on a miss or the deadline."""
+        rec = self._require_recorder()
+        deadline_s = self.soak.settle_s + 2 * self.period_s + self.soak.lag_bound_s
+        ends_s = self.clock() + deadline_s
 
         def check(_view: recorder.ClusterView) -> bool | None:
             if len(self._misses) > misses_before:
                 return False
             return True if self._every_job_fired_since(recovered_after) else None
 
+        def seen(_view: recorder.ClusterView) -> str:
+            status = recovery_status(
+                jobs=self.soak.jobs,
+                volumes=self._require(self.setup).volumes,
+                fires=self._require_recorder().fires_snapshot(),
+                after_s=recovered_after,
+                now_s=self.clock(),
+            )
+            return f"{status}; {max(0.0, ends_s - self.clock()):.0f} s left"
+
         self.progress(f"{step.title}: waiting for every job to fire again")
         try:
-            ok = rec.view.wait_for(
+            recovered = rec.view.wait_for(
                 check,
                 what=f"every job to fire on every volume after {timestamps.to_rfc3339(recovered_after)}",
-                deadline_s=deadline,
-                seen=lambda _view: self._fire_summary(recovered_after),
+                deadline_s=deadline_s,
+                seen=seen,
                 progress=self.progress,
+                progress_every_s=self.progress_every_s,
             )
         except recorder.WaitTimeout as error:
+            raise _NotRecovered(str(error)) from None
+        if not recovered:
+            raise _NotRecovered("a tick was missed while waiting for every job to fire again")
+        self._fact(f"fired again after {_hms(recovered_after)}: {self._fire_counts(recovered_after)}")
+
+    def _check_ticks(
+        self, step: plan.Step, outcome: StepOutcome, *, misses_before: int, not_recovered: str | None
+    ) -> None:
+        """The step's assessment: no tick missed and every job recovered; else diagnose and fail."""
+        outcome.misses = self._misses[misses_before:]
+        with self.phase("no tick of any job missed its lag bound during the step"):
+            if not outcome.misses and not_recovered is None:
+                return
             outcome.findings = self.diagnose()
-            what = str(error) + self._remediate(outcome.findings)
-            raise StepFailed(self._failure_text(step, what, outcome.findings)) from None
-        if not ok:
-            outcome.misses = self._misses[misses_before:]
-            outcome.findings = self.diagnose()
-            missed = "; ".join(
-                f"{m.job}/{m.volume} tick {timestamps.to_rfc3339(m.tick_s)}: {m.reason}"
-                for m in outcome.misses
-            )
-            what = f"missed ticks: {missed}" + self._remediate(outcome.findings)
+            if outcome.misses:
+                missed = "; ".join(
+                    f"{m.job}/{m.volume} tick {timestamps.to_rfc3339(m.tick_s)}: {m.reason}"
+                    for m in outcome.misses
+                )
+                what = f"missed ticks: {missed}"
+            else:
+                what = str(not_recovered)
+            what += self._remediate(outcome.findings)
+            self.narrator.step_failed(outcome, self.last_snapshot)
             raise StepFailed(self._failure_text(step, what, outcome.findings))
 
     # The documented workarounds: delete the Pending job pod (longhorn#7956), delete the stuck
@@ -479,12 +636,15 @@ class SoakRun:
             return False
 
     def _fire_summary(self, after_s: float) -> str:
+        return "fires since then: " + self._fire_counts(after_s)
+
+    def _fire_counts(self, after_s: float) -> str:
         fires = self._require_recorder().fires_snapshot()
         counts: dict[str, int] = {}
         for fire in fires:
             if fire.done is not None and fire.started >= after_s:
                 counts[fire.job] = counts.get(fire.job, 0) + 1
-        return "fires since then: " + (", ".join(f"{job} {n}" for job, n in sorted(counts.items())) or "none")
+        return ", ".join(f"{job} {n}" for job, n in sorted(counts.items())) or "none"
 
     def _failure_text(self, step: plan.Step, what: str, findings: Sequence[diagnosis.Finding]) -> str:
         if findings:
@@ -516,9 +676,23 @@ class SoakRun:
             + [(outage.end_s or self.clock()) + self.soak.settle_s for outage in self.outages()]
         )
         until = max(self.clock(), calm_from) + self.soak.ticks_after_chaos * period + self.soak.lag_bound_s
-        self.progress(f"watching {self.soak.ticks_after_chaos} more ticks ({until - self.clock():.0f}s)")
-        with self.phase(f"watch {self.soak.ticks_after_chaos} more ticks of every job"):
-            self._wait_until(until)
+        ticks = self.soak.ticks_after_chaos
+        self.progress(f"watching {ticks} more ticks ({until - self.clock():.0f}s)")
+        watch_from, missed_before = self.clock(), len(self._misses)
+
+        def seen() -> str:
+            return watch_status(
+                jobs=self.soak.jobs,
+                fires=self._require_recorder().fires_snapshot(),
+                since_s=watch_from,
+                now_s=self.clock(),
+                missed=len(self._misses) - missed_before,
+            )
+
+        with self.phase(f"watch {ticks} more ticks of every job"):
+            self._wait_until(
+                until, what=f"watching {ticks} more ticks of every job until {_hms(until)}", seen=seen
+            )
 
     def diagnose(self) -> list[diagnosis.Finding]:
         rec = self._require_recorder()
@@ -606,14 +780,21 @@ class SoakRun:
         if self.rebooter is not None:
             # No new reboot is issued now; a proof in flight may finish (it powers its node back on).
             self.rebooter.cancel(join_s=min(60.0, self.chaos.ready_deadline_s))
-            problems += self.rebooter.restore_all()
+            if self.drivers:
+                problems += self._told("every node the plan reboots is powered on", self.rebooter.restore_all)
         if self.writer is not None and not self._ended:
-            try:
-                self.finish(reason)
-            except Exception as error:
-                problems.append(f"could not finish the ledger: {error}")
-        if self.setup is not None:
-            problems += self._undo_setup(self.setup)
+            problems += self._told(
+                f"the ledger ends ({reason}) and the verdict is written", self._end, reason
+            )
+        setup = self.setup
+        if setup is not None:
+            volumes = "kept (--keep)" if self.soak.keep else "removed"
+            problems += self._told(
+                f"the recurring jobs that were there are restored, the soak's are removed; its volumes {volumes}",
+                self._undo_setup,
+                setup,
+                evidence_name="what the teardown changed",
+            )
         if self.writer is not None:
             self.writer.close()
         if self.api is not None:
@@ -621,6 +802,35 @@ class SoakRun:
         for problem in problems:
             self.progress(f"teardown: {problem}")
         return problems
+
+    def _told(
+        self,
+        title: str,
+        work: Callable[..., list[str]],
+        *args: Any,
+        evidence_name: str | None = None,
+    ) -> list[str]:
+        """Run a teardown part as a phase, failed when it reports problems; returns them."""
+        self._changes.take()  # lines from before (writer pods revived at steps) are not this part's
+        try:
+            with self.phase(title):
+                try:
+                    problems = work(*args)
+                finally:
+                    if evidence_name is not None:
+                        self.narrator.evidence(self._changes.take() or "nothing\n", evidence_name)
+                if problems:
+                    raise _TeardownProblems("; ".join(problems))
+        except _TeardownProblems:
+            pass
+        return problems
+
+    def _end(self, reason: str) -> list[str]:
+        try:
+            self.finish(reason)
+        except Exception as error:
+            return [f"could not finish the ledger: {error}"]
+        return []
 
     def _undo_setup(self, setup: longhorn.Setup) -> list[str]:
         """Put the cluster back; waits for the API server if a control-plane reboot took it down."""
@@ -664,10 +874,21 @@ class SoakRun:
         if self.writer is not None and not self._ended:
             self.writer.append({"type": "note", "level": level, "text": text, "data": data or {}})
 
-    def _wait_until(self, epoch_s: float) -> None:
-        # Waiting for time itself (the schedule's next ticks), not for state. An interrupt still
-        # ends it: the lock wait under Event.wait is interruptible by signal handlers.
-        self._time_passes.wait(timeout=max(0.0, epoch_s - self.clock()))
+    def _wait_until(self, epoch_s: float, *, what: str, seen: Callable[[], str] | None = None) -> None:
+        """Wait for time itself (the schedule's next ticks), not for state, saying now and then
+        how long is left and what was `seen`. An interrupt still ends it: the lock wait under
+        Event.wait is interruptible by signal handlers."""
+
+        def tell(left_s: float) -> None:
+            self.progress(f"{what} ({left_s:.0f} s left)" + (f"; {seen()}" if seen else ""))
+
+        wait_until(
+            epoch_s,
+            clock=self.clock,
+            pause=lambda timeout_s: self._time_passes.wait(timeout=timeout_s),
+            every_s=self.progress_every_s,
+            tell=tell,
+        )
 
     def _require_api(self) -> cluster.Cluster:
         return self._require(self.api)
@@ -697,3 +918,94 @@ def _bounded(steps: Iterator[plan.Step], limit: int) -> Iterator[plan.Step]:
 
 def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+class _Lines:
+    """Progress lines passed on as they come, and kept to be shown together (a phase's evidence)."""
+
+    def __init__(self, progress: Callable[[str], None]) -> None:
+        self._progress = progress
+        self._lines: list[str] = []
+
+    def __call__(self, line: str) -> None:
+        self._lines.append(line)
+        self._progress(line)
+
+    def take(self) -> str:
+        """The lines kept since the last take, as text ("" for none)."""
+        lines, self._lines = self._lines, []
+        return "".join(f"{line}\n" for line in lines)
+
+
+def _hms(epoch_s: float) -> str:
+    """Local wall-clock time, as the progress lines' own stamps show it."""
+    return dt.datetime.fromtimestamp(epoch_s).strftime("%H:%M:%S")
+
+
+def _in_or_ago(delta_s: float) -> str:
+    return f"in {delta_s:.0f} s" if delta_s >= 0 else f"{-delta_s:.0f} s ago"
+
+
+def wait_until(
+    epoch_s: float,
+    *,
+    clock: Callable[[], float],
+    pause: Callable[[float], object],
+    every_s: float,
+    tell: Callable[[float], None],
+) -> None:
+    """Wait until `clock()` reaches `epoch_s` in pauses of at most `every_s`, calling `tell(left_s)`
+    after each pause that did not end the wait (a wait shorter than `every_s` tells nothing)."""
+    while (left_s := epoch_s - clock()) > 0:
+        pause(min(left_s, every_s))
+        left_s = epoch_s - clock()
+        if left_s > 0:
+            tell(left_s)
+
+
+def recovery_status(
+    *,
+    jobs: Sequence[config.JobSpec],
+    volumes: Sequence[str],
+    fires: Iterable[artifacts.Artifact],
+    after_s: float,
+    now_s: float,
+) -> str:
+    """What a wait for every job's first fire after `after_s` has seen by `now_s`, job by job:
+    when that tick is (or was) and on how many volumes it is done or still running."""
+    fresh = [fire for fire in fires if fire.started >= after_s and fire.volume in volumes]
+    parts = []
+    for job in jobs:
+        done = {fire.volume for fire in fresh if fire.job == job.name and fire.done is not None}
+        if len(done) == len(volumes):
+            parts.append(f"{job.name} done on every volume")
+            continue
+        running = {fire.volume for fire in fresh if fire.job == job.name and fire.done is None} - done
+        # Ticks fall on whole seconds: the first one counted may be at `after_s` itself.
+        first_s = schedule.parse(job.cron).next_after(after_s - 0.001)
+        seen = [f"done on {len(done)} of {len(volumes)} volumes"] if done else []
+        seen += [f"running on {len(running)}"] if running else []
+        parts.append(
+            f"{job.name}: first tick {_hms(first_s)} ({_in_or_ago(first_s - now_s)}), "
+            f"seen so far: {', '.join(seen) or 'nothing'}"
+        )
+    return "; ".join(parts)
+
+
+def watch_status(
+    *,
+    jobs: Sequence[config.JobSpec],
+    fires: Iterable[artifacts.Artifact],
+    since_s: float,
+    now_s: float,
+    missed: int,
+) -> str:
+    """What watching more ticks has seen by `now_s`: fires done since `since_s` per job, each
+    job's next tick, and the ticks missed meanwhile."""
+    fires = list(fires)
+    parts = []
+    for job in jobs:
+        done = sum(1 for f in fires if f.job == job.name and f.done is not None and f.started >= since_s)
+        next_s = schedule.parse(job.cron).next_after(now_s)
+        parts.append(f"{job.name} fired {done} times, next tick {_hms(next_s)}")
+    return "; ".join(parts) + f"; missed ticks: {missed or 'none'}"

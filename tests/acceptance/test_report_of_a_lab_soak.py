@@ -1,17 +1,31 @@
-"""The QA report of a real (lab) soak that caught a bug: the HTML report, opened in headless Chromium,
-shows the failed verdict under its category with the timeline picture. The screenshot is kept at
-reports/report-check/lab-soak-stuck-pending.png for a person to look at."""
+"""The QA report of a real (lab) soak that caught a bug.
+
+One soak (lab profile stuck-pending: the backup job's pod stays Pending after the reboot) is run once
+and shared by every test here, across xdist workers. Its allure-results tell the failed step in the
+order it happened — the wait for the phase, each node's reboot and proof, the wait for the jobs to
+fire again, the tick check with the diagnosis — with set-up and tear-down reduced to what a QA reader
+needs; its terminal output shows progress on the long waits. The HTML report, opened in headless
+Chromium, shows the failed verdict under its category with the timeline picture; the screenshot is
+kept at reports/report-check/lab-soak-stuck-pending.png for a person to look at.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import itertools
 import json
+import re
 import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.report import test_html_report_in_chromium as chromium_check
 
-from lhsoak import cli
+from lhsoak import cli, pytest_plugin
 from lhsoak.report import categories
 
 from .conftest import REPO, lhsoak
@@ -19,15 +33,172 @@ from .conftest import REPO, lhsoak
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 SCREENSHOT = REPO / "reports" / "report-check" / "lab-soak-stuck-pending.png"
 VERDICT_TEST = "test_both_jobs_keep_firing_with_bounded_lag"
+STEP_ONE = "step 1: cluster reboot of cp-1, worker-1, worker-2, worker-3"
+NODES = ("cp-1", "worker-1", "worker-2", "worker-3")
+PROGRESS_EVERY_S = 3
 
 
-def test_the_report_of_a_lab_soak_that_caught_a_stuck_pending_pod(tmp_path: Path) -> None:
+@dataclass(frozen=True)
+class Soak:
+    """The shared soak: its run directory, exit code and terminal output."""
+
+    run_dir: Path
+    returncode: int
+    output: str
+
+    @property
+    def results(self) -> Path:
+        return self.run_dir / "allure-results"
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+@pytest.fixture(scope="module")
+def caught(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Soak:
+    """The stuck-pending soak, run by whichever xdist worker gets here first (the others wait on
+    the lock and read its record)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base if worker_id == "master" else base.parent
+    reports, record = shared / "lab-soak-reports", shared / "lab-soak.json"
+    with _locked(shared / "lab-soak.lock"):
+        if not record.exists():
+            soak = lhsoak(
+                "soak",
+                "--lab-profile=stuck-pending",
+                f"--reports-dir={reports}",
+                "--",
+                "--run-id=caught",
+                f"--progress-every={PROGRESS_EVERY_S}",
+            )
+            output, _ = soak.communicate(timeout=400)
+            record.write_text(json.dumps({"returncode": soak.returncode, "output": output}))
+        seen = json.loads(record.read_text())
+    return Soak(run_dir=reports / "caught", returncode=seen["returncode"], output=seen["output"])
+
+
+def _results(soak: Soak) -> dict[str, dict[str, Any]]:
+    documents = [json.loads(path.read_text()) for path in soak.results.glob("*-result.json")]
+    return {document["name"]: document for document in documents}
+
+
+def _names(item: dict[str, Any]) -> list[str]:
+    return [step["name"] for step in item.get("steps", [])]
+
+
+def _step(item: dict[str, Any], prefix: str) -> dict[str, Any]:
+    found = [step for step in item.get("steps", []) if step["name"].startswith(prefix)]
+    assert len(found) == 1, f"one step starting {prefix!r} expected in {_names(item)}"
+    return found[0]
+
+
+def _attachment_names(item: dict[str, Any]) -> list[str]:
+    return [attachment["name"] for attachment in item.get("attachments", [])]
+
+
+def test_the_soak_caught_the_stuck_pending_pod(caught: Soak) -> None:
+    assert caught.returncode == 1, caught.output
+    assert "[stuck-pending-job]" in caught.output
+
+
+def test_the_failed_step_tells_what_happened_in_the_order_it_happened(caught: Soak) -> None:
+    step = _results(caught)[STEP_ONE]
+
+    assert [re.sub(r", at .*", "", name) for name in _names(step)] == [
+        "wait for the during-backup phase of the schedule",
+        "wait for a backup of the soak's backup job to be InProgress",
+        "reboot cp-1, worker-1, worker-2, worker-3 and prove each came back",
+        "every job fires again on every volume",
+        "no tick of any job missed its lag bound during the step",
+    ]
+    steps = step["steps"]
+    assert all(earlier["stop"] <= later["start"] for earlier, later in itertools.pairwise(steps))
+    assert [s["status"] for s in steps[2:]] == ["passed", "failed", "failed"]
+    tick_check = steps[-1]
+    assert "lhsoak-category: stuck-pending-job" in tick_check["statusDetails"]["message"]
+    assert _names(tick_check) == ["2 missed ticks"]
+    assert {"diagnosis", "blocking objects.yaml", "blocking objects events.txt"} <= set(
+        _attachment_names(tick_check)
+    )
+    # Nothing is attached to the test after the fact: the evidence is where it was found.
+    assert set(_attachment_names(step)) <= {"log", "stdout", "stderr"}
+
+
+def test_each_node_is_rebooted_and_proven_inside_the_reboot_step(caught: Soak) -> None:
+    step = _results(caught)[STEP_ONE]
+    reboots = _step(step, "reboot cp-1, worker-1")
+    recovery = _step(step, "every job fires again")
+
+    assert sorted(_names(reboots)) == [f"reboot {node} and prove it came back" for node in NODES]
+    for node_step in reboots["steps"]:
+        node = node_step["name"].split()[1]
+        assert node_step["stop"] <= recovery["start"]
+        assert _attachment_names(node_step) == [f"reboot proof: {node}"]
+        machine, kubernetes = node_step["steps"]
+        assert machine["name"] == f"the machine of {node} goes down and comes back"
+        assert [re.sub(r" [(\d].*", "", name) for name in _names(machine)] == [
+            "reboot issued",
+            "went down",
+            "came up",
+        ]
+        assert kubernetes["name"].startswith(f"Kubernetes sees {node} back: Ready")
+        proof = _names(kubernetes)
+        assert proof[0].startswith("boot id changed: ")
+        assert proof[1] in (
+            "Ready went False/Unknown, then True",
+            "Ready was not seen False/Unknown (a reboot faster than the grace period)",
+        )
+        assert machine["stop"] <= kubernetes["start"]
+
+
+def test_set_up_and_tear_down_show_only_what_a_qa_reader_needs(caught: Soak) -> None:
+    entries: dict[str, dict[str, Any]] = {}
+    for path in caught.results.glob("*-container.json"):
+        container = json.loads(path.read_text())
+        for entry in container.get("befores", []) + container.get("afters", []):
+            entries[entry["name"]] = entry
+
+    set_up, tear_down = pytest_plugin.FIXTURE_TITLES["soak_session"]
+    assert set(entries) == {set_up, tear_down}
+    assert [re.sub(r":.*", "", name) for name in _names(entries[set_up])] == [
+        "cluster adopted",
+        "Longhorn is installed and healthy",
+        "run directory",
+        "recurring jobs soak-snap (snapshot, '*/4 * * * * *'), soak-backup (backup, '*/4 * * * * *') "
+        "configured on 2 test volumes",
+    ]
+    assert _names(entries[tear_down]) == [
+        "every node the plan reboots is powered on",
+        "the recurring jobs that were there are restored, the soak's are removed; its volumes removed",
+    ]
+    changed = _step(entries[tear_down], "the recurring jobs")["attachments"][0]
+    assert changed["name"] == "what the teardown changed"
+    assert "deleted RecurringJob soak-backup" in (caught.results / changed["source"]).read_text()
+
+
+def test_long_waits_show_progress_until_they_end(caught: Soak) -> None:
+    recovery = [
+        line for line in caught.output.splitlines() if "waiting for every job to fire on every volume" in line
+    ]
+    watching = [line for line in caught.output.splitlines() if "more ticks of every job until" in line]
+
+    # step 1's recovery wait lasts until the miss (~12 s), the last watch 16 s; a line every 3 s.
+    assert len(recovery) >= 2, caught.output
+    assert re.search(
+        r"soak-backup: first tick \d\d:\d\d:\d\d \(\d+ s ago\), seen so far: nothing", recovery[-1]
+    )
+    assert re.search(r"; \d+ s left$", recovery[-1])
+    assert len(watching) >= 3, caught.output
+    assert re.search(r"\(\d+ s left\); soak-snap fired \d+ times, next tick ", watching[-1])
+
+
+def test_the_html_report_files_the_verdict_under_its_cause(caught: Soak) -> None:
     chromium_check._require_tools()
-    reports = tmp_path / "reports"
-    soak = lhsoak("soak", "--lab-profile=stuck-pending", f"--reports-dir={reports}", "--", "--run-id=caught")
-    output, _ = soak.communicate(timeout=400)
-    assert soak.returncode == 1, output
-    run_dir = reports / "caught"
+    run_dir = caught.run_dir
 
     assert cli.main(["report", str(run_dir), "--html", "--allure", str(chromium_check.ALLURE)]) == 0
     report = run_dir / "allure-report"

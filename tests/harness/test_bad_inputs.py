@@ -124,3 +124,8 @@ def test_a_missing_kubeconfig_is_named(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-kubeconfig"
     result = _soak(tmp_path, missing, "--allow-context=lab-ctx")
     _assert_usage_error(result, f"cannot read kubeconfig {missing}", refused_before_pytest_in=tmp_path)
+
+
+def test_a_progress_interval_of_zero_is_refused(tmp_path: Path, kubeconfig: Path) -> None:
+    result = _soak(tmp_path, kubeconfig, "--allow-context=lab-ctx", "--progress-every=0")
+    _assert_usage_error(result, "--progress-every must be a positive number of seconds")

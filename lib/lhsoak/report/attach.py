@@ -6,6 +6,10 @@ functions check `active()` first, so a run without Allure renders no picture and
 (`lhsoak report` builds them later from the ledger). Call them from inside a test or its fixtures:
 allure-pytest files an attachment under the test or step running at that moment, and
 `describe_test` outside a test would find no test to describe.
+
+`Narration` tells a soak's story as it happens (`lhsoak.soak.Narrator`): phases as steps, each node's
+reboot proof inside that node's step, a failed step's evidence inside its tick check. `QuietFixtures`
+keeps the pytest fixtures that say nothing (no step, no attachment, passed) out of set-up and tear-down.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import allure
 import allure_commons
@@ -28,10 +32,15 @@ if TYPE_CHECKING:
     from lhsoak import monitor, reboot, soak
 
 __all__ = [
+    "Narration",
+    "QuietFixtures",
     "active",
     "attach_blocking_state",
+    "attach_reboot_proof",
     "attach_run",
     "attach_step",
+    "attach_step_failure",
+    "attach_text",
     "describe_test",
     "phase",
     "reboot_proof_text",
@@ -69,6 +78,12 @@ def describe_test(*, run_id: str, seed: int | None = None, title: str | None = N
 
 def _attach_text(text: str, name: str, kind: AttachmentType = AttachmentType.TEXT) -> None:
     allure.attach(text, name=name, attachment_type=kind)
+
+
+def attach_text(text: str, name: str) -> None:
+    """Attach plain text to the step (or test, or fixture) running now."""
+    if active():
+        _attach_text(text, name)
 
 
 def _attach_file(attachment: Attachment) -> None:
@@ -136,7 +151,25 @@ def attach_step(
         return
     for proof in outcome.reboots:
         with allure.step(_reboot_title(proof)):
-            _attach_text(reboot_proof_text(proof), f"reboot proof: {proof.node}")
+            attach_reboot_proof(proof)
+    attach_step_failure(outcome, snapshot=snapshot, logs=logs)
+
+
+def attach_reboot_proof(proof: reboot.NodeReboot) -> None:
+    """Attach one node's reboot proof (`reboot_proof_text`) to the step running now."""
+    if active():
+        _attach_text(reboot_proof_text(proof), f"reboot proof: {proof.node}")
+
+
+def attach_step_failure(
+    outcome: soak.StepOutcome,
+    *,
+    snapshot: diagnosis.ClusterSnapshot | None = None,
+    logs: Mapping[str, str] | None = None,
+) -> None:
+    """Attach why a chaos step failed: its missed ticks (as a step), the diagnosis, the blocking state."""
+    if not active():
+        return
     if outcome.misses:
         with allure.step(f"{len(outcome.misses)} missed ticks"):
             _attach_text(_misses_text(outcome.misses), "missed ticks")
@@ -184,3 +217,58 @@ def attach_run(
             continue
         _attach_file(attachment)
     return built
+
+
+class Narration:
+    """A soak's story in Allure as it happens (satisfies `lhsoak.soak.Narrator`)."""
+
+    def phase(self, title: str) -> contextlib.AbstractContextManager[object]:
+        return phase(title)
+
+    def evidence(self, text: str, name: str) -> None:
+        attach_text(text, name)
+
+    def reboot_proven(self, proof: reboot.NodeReboot) -> None:
+        attach_reboot_proof(proof)
+
+    def step_failed(self, outcome: soak.StepOutcome, snapshot: diagnosis.ClusterSnapshot | None) -> None:
+        attach_step_failure(outcome, snapshot=snapshot)
+
+
+class QuietFixtures:
+    """An allure-commons plugin: set-up and tear-down show only the fixtures that say something.
+
+    allure-pytest reports every fixture a test uses, and every finalizer pytest registers (its own
+    `<lambda>`s included), as a set-up or tear-down entry. Entries with no step, no attachment and a
+    passed status tell a QA reader nothing and are dropped before the container is written; a failed
+    one always stays. `titles` renames what stays: fixture name -> (set-up title, tear-down title).
+    Register it with `register()` once allure-pytest is configured, and `unregister()` at the end.
+    """
+
+    def __init__(self, titles: Mapping[str, tuple[str, str]] | None = None) -> None:
+        self._titles = dict(titles or {})
+
+    def register(self) -> None:
+        allure_commons.plugin_manager.register(self)
+
+    def unregister(self) -> None:
+        if allure_commons.plugin_manager.is_registered(self):
+            allure_commons.plugin_manager.unregister(self)
+
+    # tryfirst: the file writer (allure-pytest's) must see the container as trimmed here.
+    @allure_commons.hookimpl(tryfirst=True)
+    def report_container(self, container: Any) -> None:
+        container.befores = [self._titled(item, setup=True) for item in container.befores if _says(item)]
+        container.afters = [self._titled(item, setup=False) for item in container.afters if _says(item)]
+
+    def _titled(self, item: Any, *, setup: bool) -> Any:
+        # A finalizer's entry is named "<fixture>::<finalizer>" (allure-pytest's convention).
+        fixture = str(item.name).split("::", 1)[0]
+        if fixture in self._titles:
+            item.name = self._titles[fixture][0 if setup else 1]
+        return item
+
+
+def _says(item: Any) -> bool:
+    """Whether a fixture's entry tells something: a step, an attachment, or anything but a pass."""
+    return bool(item.steps or item.attachments) or item.status not in (None, "passed")
