@@ -22,7 +22,6 @@ from typing import Any
 import pytest
 
 from lhsoak import config, diagnosis, errors, ledger, plan, report, soak
-from lhsoak.report import attach
 
 log = logging.getLogger("lhsoak")
 _MAX_STEPS = 1000
@@ -181,7 +180,7 @@ def build_run(options: pytest.Config, *, progress: Any) -> soak.SoakRun:
             poll_interval_s=get("probe_interval"),
         ),
         progress=progress,
-        narrator=attach.Narration(),
+        narrator=report.Narration(),
         progress_every_s=_positive(get("progress_every"), "--progress-every"),
         environment=_environment(get("env")),
     )
@@ -284,7 +283,7 @@ FIXTURE_TITLES = {
 def pytest_configure(config: pytest.Config) -> None:
     _CONFIG[:] = [config]
     if getattr(config.option, "allure_report_dir", None):
-        quiet = attach.QuietFixtures(FIXTURE_TITLES)
+        quiet = report.QuietFixtures(FIXTURE_TITLES)
         quiet.register()
         config.add_cleanup(quiet.unregister)
 
@@ -318,7 +317,7 @@ def run_step(session: _SoakSession, index: int, *, keep_going: bool, clock: Any)
     step = session.steps[index - 1]
     report.describe_test(run_id=run.soak.run_id, seed=run.chaos.seed, title=step.title)
     try:
-        # The run tells its phases and evidence to the report as they happen (attach.Narration).
+        # The run tells its phases and evidence to the report as they happen (report.Narration).
         run.run_step(step)
     except soak.StepFailed as error:
         failure = str(error)

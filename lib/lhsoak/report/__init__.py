@@ -4,8 +4,11 @@ What the pytest plugin calls (`from lhsoak import report`):
 
 - `report.describe_test(run_id=..., seed=..., title=...)`, `report.phase(title)` — test names and
   phases as Allure steps; varying parameters excluded from history ids;
-- `report.attach_step(outcome, snapshot=...)` — a chaos step's reboot proofs, misses, diagnosis and
-  blocking objects;
+- `report.Narration()` — told by the soak as it goes (`soak.Narrator`): each phase as an Allure step
+  opened when it starts, each node's reboot proof inside its node's step, a failed step's misses,
+  diagnosis and blocking objects; `report.QuietFixtures(titles)` keeps only the set-up and tear-down
+  entries a QA reader needs; `report.attach_step(outcome, snapshot=...)` — the same evidence after
+  the fact, for a step that ran without a narrator;
 - `report.attach_run(run_dir, verdict, findings, snapshot=...)` — timeline and lag pictures, the per-tick
   table, summary, diagnosis notes, verdict and ledger;
 - `report.write_allure_metadata(alluredir, env, executor)` — categories.json, environment.properties,
@@ -26,6 +29,8 @@ from lhsoak.report.allure_files import (
     write_allure_metadata,
 )
 from lhsoak.report.attach import (
+    Narration,
+    QuietFixtures,
     active,
     attach_blocking_state,
     attach_run,
@@ -37,6 +42,8 @@ from lhsoak.report.categories import category_marker, finding_markers, markers_i
 from lhsoak.report.summary import failure_text, headline, step_failure_text, summary_text
 
 __all__ = [
+    "Narration",
+    "QuietFixtures",
     "active",
     "attach_blocking_state",
     "attach_run",
