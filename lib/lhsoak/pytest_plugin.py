@@ -297,6 +297,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         count = _MAX_STEPS if get("duration") is not None else 3
     if get("plan") == "none":
         count = 0
+    if count == 0:
+        # Without it pytest reports an empty parametrization as "test_chaos_step[NOTSET] SKIPPED".
+        no_steps = pytest.mark.skip(
+            reason="no chaos step: the plan reboots no node (--plan=none or --iterations=0)"
+        )
+        metafunc.parametrize("soak_step_index", [pytest.param(0, id="no-steps", marks=no_steps)])
+        return
     metafunc.parametrize(
         "soak_step_index", range(1, count + 1), ids=[f"step-{i:02d}" for i in range(1, count + 1)]
     )
