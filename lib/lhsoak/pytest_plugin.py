@@ -217,6 +217,16 @@ class _SoakSession:
 
 def _interrupt(signum: int, _frame: FrameType | None) -> None:
     # SIGTERM ends the soak like Ctrl-C: pytest unwinds, fixture teardown restores the cluster.
+    # The interrupt is recorded here, not only in pytest_keyboard_interrupt: a terminal's Ctrl-C
+    # reaches both `lhsoak soak` and this pytest, which then gets a second SIGINT from lhsoak while
+    # it is still unwinding from the first, and never calls that hook.
+    config = _CONFIG[0] if _CONFIG else None
+    if config is not None and config.stash.get(_INTERRUPTED, False):
+        name = signal.Signals(signum).name
+        os.write(2, f"lhsoak: {name}: already stopping, restoring the cluster first\n".encode())
+        return
+    if config is not None:
+        config.stash[_INTERRUPTED] = True
     raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
@@ -357,6 +367,9 @@ def assert_verdict(run: soak.SoakRun) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config_ = session.config
+    if config_.stash.get(_INTERRUPTED, False):
+        # pytest says 2 for an interrupt, which lhsoak means as bad input; 130 is the shell's Ctrl-C.
+        session.exitstatus = errors.EXIT_INTERRUPTED
     soak_session = config_.stash.get(_SESSION, None)
     alluredir = getattr(config_.option, "allure_report_dir", None)
     if soak_session is None or not alluredir or hasattr(config_, "workerinput"):

@@ -42,10 +42,14 @@ def lab(tmp_path: Path) -> Iterator[LabProcess]:
 
 
 def lhsoak(
-    *arguments: str, env: dict[str, str] | None = None, ignore_sigint: bool = False
+    *arguments: str,
+    env: dict[str, str] | None = None,
+    ignore_sigint: bool = False,
+    own_process_group: bool = False,
 ) -> subprocess.Popen[str]:
     """`python -m lhsoak ARGUMENTS`; `ignore_sigint` starts it as a shell's background job does,
-    with SIGINT ignored (inherited across exec)."""
+    with SIGINT ignored (inherited across exec); `own_process_group` as a shell's foreground job,
+    so a signal to its group reaches it and its children as a terminal's Ctrl-C does."""
     command = [sys.executable, "-m", "lhsoak", *arguments]
     if ignore_sigint:
         command = ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *command]
@@ -56,4 +60,5 @@ def lhsoak(
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, **(env or {})},
+        process_group=0 if own_process_group else None,
     )

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -77,14 +79,33 @@ def _all_nodes_ready(core: client.CoreV1Api) -> None:
         raise AssertionError(f"nodes not Ready: {not_ready}")
 
 
+def _suite_of(soak: subprocess.Popen[str]) -> int:
+    """The pid of the pytest that `lhsoak soak` runs the suite in (its only child)."""
+    children = Path(f"/proc/{soak.pid}/task/{soak.pid}/children").read_text().split()
+    assert len(children) == 1, f"lhsoak soak has children {children}"
+    return int(children[0])
+
+
+def _interrupt(soak: subprocess.Popen[str], how: str) -> None:
+    if how == "sigterm":
+        soak.send_signal(signal.SIGTERM)
+    elif how == "sigint-to-a-background-job":
+        soak.send_signal(signal.SIGINT)
+    elif how == "ctrl-c-in-a-terminal":
+        # The terminal signals the whole foreground group: lhsoak and its pytest both get SIGINT,
+        # and lhsoak passes one more on to the pytest.
+        os.killpg(soak.pid, signal.SIGINT)
+    else:
+        os.kill(_suite_of(soak), signal.SIGINT)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "stop_signal",
-    [signal.SIGTERM, signal.SIGINT],
-    ids=["sigterm", "sigint-to-a-background-job"],
+    "how",
+    ["sigterm", "sigint-to-a-background-job", "ctrl-c-in-a-terminal", "sigint-to-the-suite-alone"],
 )
 def test_an_interrupt_mid_reboot_leaves_the_cluster_as_it_was_found(
-    lab: LabProcess, tmp_path: Path, stop_signal: signal.Signals
+    lab: LabProcess, tmp_path: Path, how: str
 ) -> None:
     api = config.new_client_from_config(config_file=str(lab.kubeconfig))
     custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
@@ -105,11 +126,12 @@ def test_an_interrupt_mid_reboot_leaves_the_cluster_as_it_was_found(
         "--iterations=3",
         env=AWS_ENV,
         # A background job of a script has SIGINT ignored: the soak must still stop on it.
-        ignore_sigint=stop_signal == signal.SIGINT,
+        ignore_sigint=how == "sigint-to-a-background-job",
+        own_process_group=how == "ctrl-c-in-a-terminal",
     )
     try:
         _wait_for_reboot_start(reports / "interrupted" / "ledger.jsonl")
-        soak.send_signal(stop_signal)
+        _interrupt(soak, how)
         output, _ = soak.communicate(timeout=180)
     finally:
         soak.kill()
@@ -119,6 +141,7 @@ def test_an_interrupt_mid_reboot_leaves_the_cluster_as_it_was_found(
     assert records.end is not None
     assert records.end.reason == "interrupted", output
     assert "INTERRUPTED" in output
+    assert "Traceback" not in output, output
 
     jobs = custom.list_namespaced_custom_object("longhorn.io", "v1beta2", NS, "recurringjobs")["items"]
     assert [job["metadata"]["name"] for job in jobs] == ["users-nightly-backup"], output

@@ -167,3 +167,42 @@ def test_every_longhorn_object_the_lab_writes_fits_the_real_crds_without_pruning
             assert {k.kind for k, _ in written} >= {"Volume", "RecurringJob", "Snapshot", "Backup"}
 
     asyncio.run(scenario())
+
+
+def test_a_volumes_snapshots_are_owned_by_it_and_go_with_it() -> None:
+    """Longhorn's snapshot webhook makes the volume each Snapshot's owner, so a soak that deletes its
+    volumes leaves no Snapshot behind."""
+
+    async def scenario() -> None:
+        async with InProcessLab(profiles.get("healthy")) as lab:
+            volume = lab.volume("vol-a")
+            lab.recurring_job("snap", task="snapshot", cron=EVERY_SECOND, retain=2)
+            await lab.wait(
+                lambda: any(s["metadata"].get("ownerReferences") for s in snapshots(lab, "snap")),
+                timeout_s=DEADLINE_S,
+                what="a snapshot of vol-a owned by its volume",
+            )
+            owned = next(s for s in snapshots(lab, "snap") if s["metadata"].get("ownerReferences"))
+            (owner,) = owned["metadata"]["ownerReferences"]
+            assert (owner["kind"], owner["name"], owner["uid"]) == (
+                "Volume",
+                "vol-a",
+                volume["metadata"]["uid"],
+            )
+            lab.store.delete(kinds.LH_RECURRING_JOB, "snap", namespace="longhorn-system")
+            # A job pod still running could take one more snapshot after the volume is gone.
+            await lab.wait(
+                lambda: not lab.items(kinds.POD),
+                timeout_s=DEADLINE_S,
+                what="snap's job pods deleted with it",
+                seen=lambda: [p["metadata"]["name"] for p in lab.items(kinds.POD)],
+            )
+            lab.store.delete(kinds.LH_VOLUME, "vol-a", namespace="longhorn-system")
+            await lab.wait(
+                lambda: not lab.items(kinds.LH_SNAPSHOT),
+                timeout_s=DEADLINE_S,
+                what="vol-a's snapshots deleted with it",
+                seen=lambda: [s["metadata"]["name"] for s in lab.items(kinds.LH_SNAPSHOT)],
+            )
+
+    asyncio.run(scenario())

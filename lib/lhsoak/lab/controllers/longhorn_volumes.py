@@ -150,6 +150,22 @@ class LonghornVolumes(Reconciler):
 
     # -- snapshots --
 
+    def _own_by_volume(self, name: str, volume: Obj) -> None:
+        # Longhorn's snapshot mutating webhook gives every Snapshot its volume as owner
+        # (datastore.GetOwnerReferencesForVolume), so deleting a volume garbage-collects its snapshots.
+        reference = {
+            "apiVersion": volume["apiVersion"],
+            "kind": volume["kind"],
+            "name": volume["metadata"]["name"],
+            "uid": volume["metadata"]["uid"],
+            "blockOwnerDeletion": True,
+        }
+
+        def own(obj: Obj) -> None:
+            obj["metadata"]["ownerReferences"] = [reference]
+
+        self.ctx.store.mutate(kinds.LH_SNAPSHOT, name, own, namespace=NAMESPACE)
+
     def _pending_snapshot_keys(self, volume_name: str) -> list[Key]:
         snapshots, _ = self.ctx.store.list(kinds.LH_SNAPSHOT, namespace=NAMESPACE)
         return [
@@ -166,12 +182,15 @@ class LonghornVolumes(Reconciler):
             self._ready_at.pop(name, None)
             return None
         spec = snapshot.get("spec") or {}
-        if (snapshot.get("status") or {}).get("readyToUse") or not spec.get("createSnapshot"):
-            self._ready_at.pop(name, None)
-            return None
         try:
             volume = self.ctx.store.get(kinds.LH_VOLUME, str(spec.get("volume", "")), namespace=NAMESPACE)
         except NotFound:
+            self._ready_at.pop(name, None)
+            return None
+        if not snapshot["metadata"].get("ownerReferences"):
+            self._own_by_volume(name, volume)
+        if (snapshot.get("status") or {}).get("readyToUse") or not spec.get("createSnapshot"):
+            self._ready_at.pop(name, None)
             return None
         if (volume.get("status") or {}).get("state") != "attached":
             self._ready_at.pop(name, None)
