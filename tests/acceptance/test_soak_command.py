@@ -55,6 +55,8 @@ def test_make_soak_fails_on_an_upstream_bug_and_names_it(
     ending = output.split("= lhsoak =", 1)[-1]
     assert f"[{category}] soak-backup" in ending
     assert ending.count(f"[{category}]") == 1, ending
+    short_summary = output.split("short test summary info", 1)[-1].split("= lhsoak =", 1)[0]
+    assert "cause:" not in short_summary, short_summary
     assert "Workaround:" in ending or "workaround" in ending.lower()
     assert "Traceback" not in output
     assert "def _wait_recovered" not in output

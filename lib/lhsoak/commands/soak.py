@@ -106,6 +106,9 @@ def run(args: argparse.Namespace) -> int:
     base = [
         suite,
         "-v",
+        # On CI (CI set) pytest repeats every whole failure message in its short summary; the
+        # soak's cause already closes the run, so one line per failed test is enough there.
+        "--force-short-summary",
         f"--reports-dir={args.reports_dir}",
         f"--run-id={run_id}",
         f"--alluredir={run_dir / 'allure-results'}",
