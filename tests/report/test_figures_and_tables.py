@@ -137,3 +137,14 @@ def test_the_html_table_marks_misses_and_escapes_names(
     ]
     assert "a&lt;b" in tables.html_page(odd, stalled_verdict)
     assert "v&amp;1" in tables.html_page(odd, stalled_verdict)
+
+
+def test_the_timeline_title_names_the_failed_job_and_its_missed_ticks(
+    stalled_ledger: ledger.Ledger, stalled_verdict: verdict.Verdict
+) -> None:
+    rows = ticks.rows(stalled_ledger, stalled_verdict)
+    title = timeline.timeline(stalled_ledger, stalled_verdict, rows).axes[0].get_title(loc="left")
+    (backup,) = [job for job in stalled_verdict.jobs if not job.passed]
+    missed = sum(row.missed for row in backup.volumes)
+    assert f"FAILED: {backup.name} ({missed} missed tick" in title, title
+    assert "soak-snap" not in title, title

@@ -624,10 +624,26 @@ def _legend_handles(drawn: _Drawn, node_colors: Mapping[str, str]) -> list[Line2
     return handles
 
 
+def _failed_jobs_text(result: verdict.Verdict) -> str:
+    """`soak-backup (12 missed ticks)`, per failed job: what the lanes below show of its failure."""
+    parts = []
+    for job in result.jobs:
+        if job.passed:
+            continue
+        missed = sum(row.missed for row in job.volumes)
+        ways = [f"{missed} missed tick{'' if missed == 1 else 's'}"] if missed else []
+        if any(row.errors_piled_up > job.retain for row in job.volumes):
+            ways.append(f"Error {job.artifact_noun} beyond retain {job.retain}")
+        if not ways:
+            ways.append("no fire after the last outage" if job.volumes else "fired on no volume")
+        parts.append(f"{job.name} ({', '.join(ways)})")
+    return "; ".join(parts) or "a job failed"
+
+
 def _title(result: verdict.Verdict, what: str) -> str:
     state = {
         "passed": "PASSED",
-        "failed": f"FAILED ({len(result.failures)} failures)",
+        "failed": f"FAILED: {_failed_jobs_text(result)}",
         "interrupted": "INTERRUPTED before its verdict",
     }[result.outcome]
     start = dt.datetime.fromtimestamp(result.window_start_s, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
