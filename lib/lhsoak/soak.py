@@ -100,7 +100,7 @@ class Silent:
         del outcome, snapshot
 
 
-class _NotRecovered(AssertionError):
+class JobsDidNotFireAgain(AssertionError):
     """The jobs did not all fire again after a step's reboots (a deadline passed or a tick was missed)."""
 
 
@@ -354,7 +354,7 @@ class SoakRun:
             with self.phase("every job fires again on every volume"):
                 self._revive_writers()
                 self._wait_recovered(step, recovered_after=recovered_after, misses_before=misses_before)
-        except _NotRecovered as error:
+        except JobsDidNotFireAgain as error:
             not_recovered: str | None = str(error)
         else:
             not_recovered = None
@@ -510,7 +510,7 @@ class SoakRun:
         )
 
     def _wait_recovered(self, step: plan.Step, *, recovered_after: float, misses_before: int) -> None:
-        """After the reboot: every job fires again on every volume; _NotRecovered on a miss or the deadline."""
+        """After the reboot: every job fires again on every volume; JobsDidNotFireAgain on a miss or the deadline."""
         rec = self._require_recorder()
         deadline_s = self.soak.settle_s + 2 * self.period_s + self.soak.lag_bound_s
         ends_s = self.clock() + deadline_s
@@ -534,16 +534,16 @@ class SoakRun:
         try:
             recovered = rec.view.wait_for(
                 check,
-                what=f"every job to fire on every volume after {timestamps.to_rfc3339(recovered_after)}",
+                what=f"every job to fire on every volume after {_hms(recovered_after)}",
                 deadline_s=deadline_s,
                 seen=seen,
                 progress=self.progress,
                 progress_every_s=self.progress_every_s,
             )
         except recorder.WaitTimeout as error:
-            raise _NotRecovered(str(error)) from None
+            raise JobsDidNotFireAgain(str(error)) from None
         if not recovered:
-            raise _NotRecovered("a tick was missed while waiting for every job to fire again")
+            raise JobsDidNotFireAgain("a tick was missed while waiting for every job to fire again")
         self._fact(f"fired again after {_hms(recovered_after)}: {self._fire_counts(recovered_after)}")
 
     def _check_ticks(
@@ -1007,5 +1007,5 @@ def watch_status(
     for job in jobs:
         done = sum(1 for f in fires if f.job == job.name and f.done is not None and f.started >= since_s)
         next_s = schedule.parse(job.cron).next_after(now_s)
-        parts.append(f"{job.name} fired {done} times, next tick {_hms(next_s)}")
+        parts.append(f"{job.name}: {done} fire{'' if done == 1 else 's'} done, next tick {_hms(next_s)}")
     return "; ".join(parts) + f"; missed ticks: {missed or 'none'}"

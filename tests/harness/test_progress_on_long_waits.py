@@ -124,8 +124,8 @@ def test_watching_more_ticks_counts_the_fires_since_it_began_and_names_the_next_
 
     next_tick = _hms(TICK_S + 120)
     assert status == (
-        f"soak-snap fired 2 times, next tick {next_tick}; "
-        f"soak-backup fired 0 times, next tick {next_tick}; missed ticks: none"
+        f"soak-snap: 2 fires done, next tick {next_tick}; "
+        f"soak-backup: 0 fires done, next tick {next_tick}; missed ticks: none"
     )
 
 
