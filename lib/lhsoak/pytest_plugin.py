@@ -276,8 +276,8 @@ def soak_run(soak_session: _SoakSession) -> soak.SoakRun:
 
 
 def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
-    del excinfo
-    if _CONFIG:
+    # pytest calls this for pytest.exit() too (the suite's own bad-input exit): not an interrupt.
+    if _CONFIG and excinfo.errisinstance(KeyboardInterrupt):
         _CONFIG[0].stash[_INTERRUPTED] = True
 
 
