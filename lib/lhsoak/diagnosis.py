@@ -660,9 +660,8 @@ def _error_backups_finding(
         f"Upstream: longhorn#7854 (a 1-minute cron with retain 1 left many Error backups "
         f'"failed lock ... acquisition" after a reboot; the e2e default cron became '
         f'"*/2 * * * *"). This job\'s cron: "{spec.cron}".',
-        f"Workaround: delete the Error backups (kubectl -n {cluster.namespace} delete "
-        f"backups.longhorn.io {_names([_name(b) for b in errors])}) or lower failed-backup-ttl; "
-        "keep the cron at */2 or slower.",
+        f"Workaround: delete the Error backups ({_delete_error_backups(cluster.namespace, volume, errors)}) "
+        "or lower failed-backup-ttl; on a real cluster keep the schedule at every 2 minutes or slower.",
     ]
     # Only a stale backupstore lock is longhorn#7854; other errors just pile up the same way.
     issue = " (longhorn#7854)" if stale_locks else ""
@@ -2113,6 +2112,19 @@ def _quote(text: str, *, limit: int, why: re.Pattern[str] | None = None) -> str:
     if tail_len <= 0:
         return head + "…" + middle[: room - 1] + "…"
     return head + "…" + middle + "…" + flat[-tail_len:]
+
+
+def _delete_error_backups(namespace: str, volume: str, errors: Sequence[Obj]) -> str:
+    """A command to paste: the names when few, else every Error backup of the volume by its label."""
+    names = [_name(b) for b in errors]
+    if len(names) <= _LIST_LIMIT:
+        return f"kubectl -n {namespace} delete backups.longhorn.io {' '.join(names)}"
+    # Custom resources have no field selector on status: a JSONPath filter picks the Error ones.
+    return (
+        f"kubectl -n {namespace} get backups.longhorn.io -l backup-volume={volume} -o jsonpath="
+        """'{range .items[?(@.status.state=="Error")]}{.metadata.name}{"\\n"}{end}' | """
+        f"xargs -r kubectl -n {namespace} delete backups.longhorn.io"
+    )
 
 
 def _names(names: Sequence[str]) -> str:
