@@ -324,6 +324,9 @@ def run_step(session: _SoakSession, index: int, *, keep_going: bool, clock: Any)
     run = session.run
     if index > len(session.steps):
         pytest.skip(f"the plan has {len(session.steps)} steps")
+    step = session.steps[index - 1]
+    # Titled before any skip, so a step not run is listed under what it would have done.
+    report.describe_test(run_id=run.soak.run_id, seed=run.chaos.seed, title=step.title)
     if session.failed_step and not keep_going:
         pytest.skip(f"not run: {session.failed_step} failed (use --keep-going to run every step)")
     duration = run.chaos.duration_s
@@ -331,8 +334,6 @@ def run_step(session: _SoakSession, index: int, *, keep_going: bool, clock: Any)
         session.chaos_started_s = clock()
     elif duration is not None and clock() - session.chaos_started_s >= duration:
         pytest.skip(f"the plan's duration of {duration:.0f}s is over")
-    step = session.steps[index - 1]
-    report.describe_test(run_id=run.soak.run_id, seed=run.chaos.seed, title=step.title)
     try:
         # The run tells its phases and evidence to the report as they happen (report.Narration).
         run.run_step(step)

@@ -105,6 +105,14 @@ def test_the_soak_caught_the_stuck_pending_pod(caught: Soak) -> None:
     assert "[stuck-pending-job]" in caught.output
 
 
+def test_steps_not_run_are_listed_under_what_they_would_have_done(caught: Soak) -> None:
+    skipped = {name: r for name, r in _results(caught).items() if r["status"] == "skipped"}
+    assert sorted(skipped) == [STEP_ONE.replace("step 1", f"step {n}") for n in (2, 3)], sorted(
+        _results(caught)
+    )
+    assert all("step 1" in r["statusDetails"]["message"] for r in skipped.values())
+
+
 def test_the_failed_step_tells_what_happened_in_the_order_it_happened(caught: Soak) -> None:
     step = _results(caught)[STEP_ONE]
 
@@ -193,7 +201,7 @@ def test_long_waits_show_progress_until_they_end(caught: Soak) -> None:
     )
     assert re.search(r"; \d+ s left$", recovery[-1])
     assert len(watching) >= 3, caught.output
-    assert re.search(r"\(\d+ s left\); soak-snap fired \d+ times, next tick ", watching[-1])
+    assert re.search(r"\(\d+ s left\); soak-snap: \d+ fires done, next tick ", watching[-1])
 
 
 def test_the_html_report_files_the_verdict_under_its_cause(caught: Soak) -> None:
