@@ -31,10 +31,12 @@ nodes:
   - name: worker-2
     role: worker
     gcp: {project: p, zone: europe-west1-b, instance: worker-2, mode: reset}  # reset | power-cycle
+                                  # endpoint: optional, another Compute API endpoint (https://…)
   - name: worker-3
     role: worker
     azure: {subscription_id: "…", resource_group: rg, vm_name: worker-3, mode: restart}
                                   # restart | power-cycle (power off, start)
+                                  # endpoint: optional, another ARM endpoint (https://…)
   - name: kind-worker
     role: worker
     docker: {container: kind-worker, base_url: unix:///var/run/docker.sock}  # base_url optional
@@ -163,6 +165,9 @@ class GcpTarget:
     """The instance name (required)."""
     mode: GcpMode = "reset"
     """`reset` (a hard reset) or `power-cycle` (stop, wait terminated, start) ("reset")."""
+    endpoint: str | None = None
+    """Another Compute API endpoint, e.g. a Private Service Connect one or the lab's, as an https
+    URL (None: compute.googleapis.com)."""
 
 
 @dataclass(frozen=True)
@@ -177,6 +182,9 @@ class AzureTarget:
     """The VM name (required)."""
     mode: AzureMode = "restart"
     """`restart` or `power-cycle` (power off, wait stopped, start) ("restart")."""
+    endpoint: str | None = None
+    """Another Azure Resource Manager endpoint, e.g. a sovereign cloud's or the lab's, as an https
+    URL (None: management.azure.com)."""
 
 
 @dataclass(frozen=True)
@@ -586,6 +594,7 @@ def _parse_gcp(section: _Section | None) -> GcpTarget | None:
         zone=section.required_text("zone"),
         instance=section.required_text("instance"),
         mode=section.choice("mode", get_args(GcpMode), default=GcpTarget.mode),
+        endpoint=_https_url(section, "endpoint"),
     )
 
 
@@ -597,7 +606,16 @@ def _parse_azure(section: _Section | None) -> AzureTarget | None:
         resource_group=section.required_text("resource_group"),
         vm_name=section.required_text("vm_name"),
         mode=section.choice("mode", get_args(AzureMode), default=AzureTarget.mode),
+        endpoint=_https_url(section, "endpoint"),
     )
+
+
+def _https_url(section: _Section, key: str) -> str | None:
+    # Both SDKs send a bearer token to this URL: never over plain http (azure-core refuses it anyway).
+    value = section.text(key)
+    if value is not None and not value.startswith("https://"):
+        raise section.error(f"must be an https URL, got {value!r}", key=key)
+    return value
 
 
 def _parse_docker(section: _Section | None) -> DockerTarget | None:

@@ -1,5 +1,7 @@
-"""The cloud driver's own rules, with an instance written for the test (the SDKs of GCE and Azure
-are not installed here; EC2 runs against the lab in test_aws_driver.py)."""
+"""The cloud driver's own rules, with an instance written for the test: failures no lab endpoint
+produces on cue (a stop whose answer is lost, an SDK raising what it should not). Each provider
+also runs through its real SDK against the lab: test_aws_driver.py, test_gcp_driver.py and
+test_azure_driver.py."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ nodes:
     ssh: {{host: 127.0.0.1, port: 2223, known_hosts: known_hosts, key_file: "{key_file}"}}
   - name: worker-2
     role: worker
-    gcp: {{project: p, zone: europe-west1-b, instance: worker-2}}
+    gcp: {{project: p, zone: europe-west1-b, instance: worker-2, endpoint: "https://compute-psc.p.googleapis.com"}}
   - name: worker-3
     role: worker
     azure: {{subscription_id: "0000-1111", resource_group: rg, vm_name: worker-3, mode: power-cycle}}
@@ -81,8 +81,15 @@ def test_ssh_paths_are_relative_to_the_inventory_and_host_key_kept(
 
 def test_defaults(loaded: inventory.Inventory) -> None:
     assert loaded.node("worker-2").gcp == inventory.GcpTarget(
-        project="p", zone="europe-west1-b", instance="worker-2", mode="reset"
+        project="p",
+        zone="europe-west1-b",
+        instance="worker-2",
+        mode="reset",
+        endpoint="https://compute-psc.p.googleapis.com",
     )
+    azure = loaded.node("worker-3").azure
+    assert azure is not None
+    assert azure.endpoint is None, "public Azure unless told"
     aws = loaded.node("worker-1").aws
     assert aws is not None
     assert (aws.instance_id, aws.name_tag, aws.mode, aws.profile) == (None, "worker-1", "power-cycle", None)

@@ -124,6 +124,16 @@ def load_error(path: Path) -> str:
             id="azure-bad-mode",
         ),
         pytest.param(
+            "  - {name: w-1, role: worker, gcp: {project: p, zone: z, instance: w-1, endpoint: 'http://127.0.0.1:1'}}\n",
+            "node 'w-1': gcp.endpoint: must be an https URL, got 'http://127.0.0.1:1'",
+            id="gcp-plain-http-endpoint",
+        ),
+        pytest.param(
+            "  - {name: w-1, role: worker, azure: {subscription_id: s, resource_group: g, vm_name: v, endpoint: management.azure.com}}\n",
+            "node 'w-1': azure.endpoint: must be an https URL, got 'management.azure.com'",
+            id="azure-endpoint-without-scheme",
+        ),
+        pytest.param(
             "  - {name: w-1, role: worker, docker: {}}\n",
             "node 'w-1': docker.container: is required",
             id="docker-without-container",

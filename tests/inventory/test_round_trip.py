@@ -46,7 +46,11 @@ def every_driver(folder: Path, host_key: str) -> inventory.Inventory:
                 name="worker-3",
                 role="worker",
                 azure=inventory.AzureTarget(
-                    subscription_id="s", resource_group="g", vm_name="v", mode="power-cycle"
+                    subscription_id="s",
+                    resource_group="g",
+                    vm_name="v",
+                    mode="power-cycle",
+                    endpoint="https://management.usgovcloudapi.net",
                 ),
             ),
             inventory.Node(

@@ -6,16 +6,22 @@
   "PowerState/stopped", `begin_start`, wait until "PowerState/running". `restore()` starts a VM this
   driver powered off.
 
-The power state is the `PowerState/…` status of `virtual_machines.instance_view`. Credentials come
-from `DefaultAzureCredential` (environment, managed identity, Azure CLI). The SDK is an optional
-extra: `pip install 'lhsoak[azure]'`. It is not installed in the project's own test environment, so
-this module is exercised only through the shared `CloudDriver` logic (tested with EC2) and the
-missing-SDK message; the calls follow the SDK's documented API.
+The power state is the `PowerState/…` status of `virtual_machines.instance_view`. The long-running
+operations are started with `polling=False`: the driver polls the power state itself, and no
+azure-core poller thread outlives the call.
+
+Credentials come from `DefaultAzureCredential` (environment, workload identity, managed identity,
+Azure CLI, …; AZURE_TOKEN_CREDENTIALS narrows the chain) and never appear in messages. `endpoint`
+points the client at another Resource Manager (`base_url`), with the token scope that goes with it:
+a sovereign cloud's own (China, US Government), or `<endpoint>/.default` for any other, such as
+the lab's (`lhsoak lab up --azure`), which the project's tests drive through this module and the
+real SDK. The SDK is an optional extra: `pip install 'lhsoak[azure]'`.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import azure.core.exceptions
@@ -29,6 +35,13 @@ from lhsoak.chaos.driver import AccessError, DriverError, DriverOptions
 
 logger = logging.getLogger(__name__)
 
+# Resource Manager endpoints → token scopes, as azure-mgmt-core's get_arm_endpoints lists them
+# (kept here: the `azure` extra allows SDK versions older than that function).
+_KNOWN_CLOUD_SCOPES = {
+    "https://management.azure.com": "https://management.azure.com/.default",
+    "https://management.chinacloudapi.cn": "https://management.chinacloudapi.cn/.default",
+    "https://management.usgovcloudapi.net": "https://management.core.usgovcloudapi.net/.default",
+}
 _POWER_PREFIX = "PowerState/"
 _POWER: dict[str, Power] = {
     "PowerState/starting": "starting",
@@ -56,12 +69,19 @@ class AzureVm(cloud.SdkMachine[inventory.AzureTarget]):
     def _make_client(self) -> Any:
         # azure-core waits up to 300 s to connect and to read, and retries 10 times, unless told.
         timeout_s = self.options.connect_timeout_s
+        endpoint: dict[str, Any] = {}
+        if self.target.endpoint is not None:
+            endpoint = {
+                "base_url": self.target.endpoint,
+                "credential_scopes": credential_scopes(self.target.endpoint),
+            }
         return ComputeManagementClient(
             DefaultAzureCredential(),
             self.target.subscription_id,
             connection_timeout=timeout_s,
             read_timeout=timeout_s,
             retry_total=2,
+            **endpoint,
         )
 
     def state(self) -> PowerState:
@@ -75,35 +95,73 @@ class AzureVm(cloud.SdkMachine[inventory.AzureTarget]):
         return PowerState(power=_POWER.get(raw, "unknown"), raw=raw)
 
     def restart(self) -> None:
-        """`begin_restart` (accepted once it returns a poller; not awaited, like stop and start)."""
-        self._call("restart", lambda: self.vms.begin_restart(self.target.resource_group, self.target.vm_name))
+        """`begin_restart` (accepted once ARM answers 202; not awaited, like stop and start)."""
+        self._call("restart", lambda: self.vms.begin_restart(*self._names(), polling=False))
 
     def stop(self) -> None:
         """`begin_power_off` (not awaited: the driver polls the power state)."""
-        self._call(
-            "power_off", lambda: self.vms.begin_power_off(self.target.resource_group, self.target.vm_name)
-        )
+        self._call("power_off", lambda: self.vms.begin_power_off(*self._names(), polling=False))
 
     def start(self) -> None:
         """`begin_start` (not awaited: the driver polls the power state)."""
-        self._call("start", lambda: self.vms.begin_start(self.target.resource_group, self.target.vm_name))
+        self._call("start", lambda: self.vms.begin_start(*self._names(), polling=False))
+
+    def _names(self) -> tuple[str, str]:
+        return self.target.resource_group, self.target.vm_name
 
     def _translate(self, action: str, error: Exception) -> DriverError | None:
+        # A credential that found no token raises ClientAuthenticationError without an HTTP
+        # response; ARM refusing a token raises it with ARM's 401.
+        if isinstance(error, azure.core.exceptions.ClientAuthenticationError) and error.response is None:
+            return AccessError(f"{action}: {_missing_credentials(error)}", node=self.node)
         if isinstance(error, azure.core.exceptions.ClientAuthenticationError):
             return AccessError(
-                f"{action} {self.description}: Azure refused the credentials: {error.message}",
+                f"{action} {self.description}: Azure refused the credentials: {_arm_message(error)}",
                 node=self.node,
             )
         if isinstance(error, azure.core.exceptions.ResourceNotFoundError):
             return AccessError(
-                f"{action}: {self.description} not found in subscription {self.target.subscription_id}",
+                f"{action}: {self.description} not found in subscription {self.target.subscription_id}: "
+                f"{_arm_message(error)}",
                 node=self.node,
             )
+        if isinstance(error, azure.core.exceptions.HttpResponseError) and error.status_code == 403:
+            return AccessError(f"{action} {self.description}: {_arm_message(error)}", node=self.node)
         if isinstance(error, azure.core.exceptions.HttpResponseError):
-            return DriverError(f"{action} {self.description}: {error.message}", node=self.node)
+            return DriverError(f"{action} {self.description}: {_arm_message(error)}", node=self.node)
         if isinstance(error, azure.core.exceptions.AzureError):
             return DriverError(f"{action} {self.description}: {error}", node=self.node)
+        if isinstance(error, ValueError) and action == "credentials":
+            # DefaultAzureCredential refuses a bad AZURE_TOKEN_CREDENTIALS value this way.
+            return AccessError(f"{action}: {error}", node=self.node)
         return None
+
+
+def credential_scopes(endpoint: str) -> list[str]:
+    """The token scopes for a Resource Manager at `endpoint`: a known cloud's own (US Government's
+    is not its endpoint's), else the endpoint's `/.default`."""
+    wanted = endpoint.rstrip("/")
+    return [_KNOWN_CLOUD_SCOPES.get(wanted, f"{wanted}/.default")]
+
+
+def _missing_credentials(error: azure.core.exceptions.ClientAuthenticationError) -> str:
+    """Which credentials DefaultAzureCredential tried, and what a user can do about it."""
+    # azure-identity lists each attempt as a tab-indented "CredentialName: why" line.
+    tried = re.findall(r"^\t(\w+Credential):", str(error.message), flags=re.MULTILINE)
+    return (
+        "no Azure credentials found"
+        + (f" (DefaultAzureCredential tried {', '.join(tried)})" if tried else "")
+        + ": set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, run with a managed or "
+        "workload identity, or `az login`"
+    )
+
+
+def _arm_message(error: azure.core.exceptions.HttpResponseError) -> str:
+    """ARM's own "Code: message", on one line."""
+    detail = error.error
+    if detail is not None and detail.code:
+        return f"{detail.code}: {detail.message}"
+    return " ".join(str(error.message).split())
 
 
 def build(node: inventory.Node, *, options: DriverOptions) -> driver.RebootDriver:

@@ -25,7 +25,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     up.add_argument("--workers", type=int, default=3, help="worker nodes (default 3)")
     up.add_argument("--profile", default="healthy", help="fault profile (default healthy)")
     up.add_argument("--seed", type=int, default=0, help="seed of the lab's jitter (default 0)")
-    up.add_argument("--ec2", action="store_true", help="also serve an EC2 endpoint (needs the dev extra)")
+    cloud = up.add_mutually_exclusive_group()
+    cloud.add_argument("--ec2", action="store_true", help="also serve an EC2 endpoint (needs the dev extra)")
+    cloud.add_argument(
+        "--gce",
+        action="store_true",
+        help="also serve a Compute Engine endpoint; credentials in DIR/cloud.env",
+    )
+    cloud.add_argument(
+        "--azure",
+        action="store_true",
+        help="also serve an Azure Resource Manager; credentials in DIR/cloud.env",
+    )
     up.add_argument(
         "--crds", type=Path, default=None, help="Longhorn CRDs YAML to serve and validate against"
     )
@@ -61,10 +72,16 @@ def _detach(args: argparse.Namespace) -> int:
             workers=args.workers,
             control_planes=args.control_planes,
             seed=args.seed,
+            ec2=args.ec2,
+            gce=args.gce,
+            azure=args.azure,
         )
     except LabStartError as error:
         raise errors.UsageError(str(error)) from None
-    print(f"lab up (pid {lab.pid}): export KUBECONFIG={lab.kubeconfig}; inventory {lab.inventory}")
+    credentials = f"; cloud credentials: set -a; . {lab.cloud_env}" if lab.cloud_env else ""
+    print(
+        f"lab up (pid {lab.pid}): export KUBECONFIG={lab.kubeconfig}; inventory {lab.inventory}{credentials}"
+    )
     return 0
 
 
@@ -95,6 +112,8 @@ async def _serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         crd_path=args.crds or cluster.default_crd_path(),
         ec2=args.ec2,
+        gce=args.gce,
+        azure=args.azure,
     )
     lab = cluster.LabCluster(spec)
     stop = asyncio.Event()
@@ -112,9 +131,19 @@ async def _serve(args: argparse.Namespace) -> int:
     }
     if lab.ec2 is not None:
         ready["ec2_url"] = lab.ec2.url
+    if lab.gce is not None:
+        ready["gce_url"] = lab.gce.url
+    if lab.azure is not None:
+        ready["azure_url"] = lab.azure.url
+    if lab.cloud_env_path.exists():
+        ready["cloud_env"] = str(lab.cloud_env_path.resolve())
     (state_dir / process.PID_FILE).write_text(f"{os.getpid()}\n")
     (state_dir / process.READY_FILE).write_text(json.dumps(ready, indent=2) + "\n")
-    print(f"lab up: export KUBECONFIG={ready['kubeconfig']}; inventory {ready['inventory']}", flush=True)
+    credentials = f"; cloud credentials: set -a; . {ready['cloud_env']}" if "cloud_env" in ready else ""
+    print(
+        f"lab up: export KUBECONFIG={ready['kubeconfig']}; inventory {ready['inventory']}{credentials}",
+        flush=True,
+    )
     try:
         await stop.wait()
     finally:

@@ -1,8 +1,10 @@
-"""One lab cluster, assembled: store + API endpoint + machines with SSH + controllers (+ EC2).
+"""One lab cluster, assembled: store + API endpoint + machines with SSH + controllers (+ a cloud).
 
 Everything runs in one asyncio loop. What the harness gets is what a real cluster gives it: a
 kubeconfig (HTTPS, CA, bearer token) and an inventory (node names, roles, SSH endpoints with their host
-keys, the EC2 endpoint when asked for). Rebooting a control-plane machine takes the API endpoint down
+keys, the EC2, Compute Engine or Azure endpoint when asked for; for the last two, `cloud.env` holds
+the credentials' environment: GOOGLE_APPLICATION_CREDENTIALS, or Azure's managed identity, and the
+lab CA as REQUESTS_CA_BUNDLE). Rebooting a control-plane machine takes the API endpoint down
 (connections refused, watches cut) until its kubelet is back; the controllers pause meanwhile and catch
 up after, as the real ones do.
 """
@@ -13,6 +15,7 @@ import asyncio
 import json
 import logging
 import os
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lhsoak import inventory
-from lhsoak.lab import kinds, kubeconfig, pki, sshd
+from lhsoak.lab import arm, cloudapi, gce, kinds, kubeconfig, pki, sshd
 from lhsoak.lab.apiserver import ApiServer, ApiServerConfig, lab_store
 from lhsoak.lab.controllers import daemonset
 from lhsoak.lab.controllers.assembly import LabControllers
@@ -35,6 +38,7 @@ log = logging.getLogger(__name__)
 CONTEXT = kubeconfig.DEFAULT_NAME
 NAMESPACE = "longhorn-system"
 PORTS_FILE = "ports.json"
+CLOUD_ENV_FILE = "cloud.env"
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,18 @@ class LabSpec:
     """The real Longhorn CRDs to serve and validate against (None: minimal CRDs)."""
     ec2: bool = False
     """Also serve an EC2 endpoint whose reboot/stop/start act on the machines (needs moto)."""
+    gce: bool = False
+    """Also serve a Compute Engine endpoint whose reset/stop/start act on the machines."""
+    azure: bool = False
+    """Also serve an Azure Resource Manager whose restart/powerOff/start act on the machines."""
+
+    def __post_init__(self) -> None:
+        clouds = [name for name in ("ec2", "gce", "azure") if getattr(self, name)]
+        if len(clouds) > 1:
+            raise ValueError(
+                f"a lab serves one cloud endpoint, not {' and '.join(clouds)}: its inventory gives "
+                "each node one power driver"
+            )
 
 
 def machine_roles(*, control_planes: int, workers: int) -> dict[str, Role]:
@@ -114,6 +130,8 @@ class LabCluster:
         self.controllers: LabControllers | None = None
         self.ssh: dict[str, sshd.SshServer] = {}
         self.ec2: Any = None
+        self.gce: gce.GceEndpoint | None = None
+        self.azure: arm.ArmEndpoint | None = None
         self._api_transition: asyncio.Task[None] | None = None
 
     @property
@@ -160,6 +178,13 @@ class LabCluster:
             from lhsoak.lab import ec2  # moto is a dev dependency: only loaded when asked for
 
             self.ec2 = await ec2.start_ec2_endpoint(self.fleet)
+        self.cloud_env_path.unlink(missing_ok=True)
+        if spec.gce:
+            self.gce = await gce.start_gce_endpoint(self.fleet, authority=authority)
+            self._write_cloud_env(self.gce.write_client_files(spec.state_dir.resolve()))
+        if spec.azure:
+            self.azure = await arm.start_arm_endpoint(self.fleet, authority=authority)
+            self._write_cloud_env(self.azure.write_client_files(spec.state_dir.resolve()))
         self._save_ports()
         kubeconfig.write(self.kubeconfig_path, url=self.api.url, ca_pem=authority.ca_pem, token=token)
         inventory.dump(self._inventory(), self.inventory_path)
@@ -229,16 +254,40 @@ class LabCluster:
                 reboot_command="systemctl reboot",
                 sudo=True,
             )
-            aws = None
+            aws = gcp = azure = None
             if self.ec2 is not None:
                 aws = inventory.AwsTarget(
                     region=self.ec2.region, name_tag=machine.name, endpoint_url=self.ec2.url
                 )
-            nodes.append(inventory.Node(name=machine.name, role=machine.role, ssh=access, aws=aws))
+            if self.gce is not None:
+                gcp = inventory.GcpTarget(
+                    project=self.gce.project, zone=self.gce.zone, instance=machine.name, endpoint=self.gce.url
+                )
+            if self.azure is not None:
+                azure = inventory.AzureTarget(
+                    subscription_id=self.azure.subscription_id,
+                    resource_group=self.azure.resource_group,
+                    vm_name=machine.name,
+                    endpoint=self.azure.url,
+                )
+            nodes.append(
+                inventory.Node(
+                    name=machine.name, role=machine.role, ssh=access, aws=aws, gcp=gcp, azure=azure
+                )
+            )
         return inventory.Inventory(
             cluster=inventory.ClusterTarget(context=CONTEXT, kubeconfig=self.kubeconfig_path.resolve()),
             nodes=tuple(nodes),
         )
+
+    @property
+    def cloud_env_path(self) -> Path:
+        return self.spec.state_dir / CLOUD_ENV_FILE
+
+    def _write_cloud_env(self, variables: dict[str, str]) -> None:
+        # Sourceable by a shell (`set -a; . DIR/cloud.env`) and readable by `read_env_file`.
+        lines = [f"{name}={shlex.quote(value)}" for name, value in variables.items()]
+        cloudapi.write_secret(self.cloud_env_path, "\n".join(lines) + "\n")
 
     def _saved_ports(self) -> dict[str, int]:
         # The same ports across `lab up` restarts of one state dir keep known_hosts and kubeconfigs valid.
@@ -257,8 +306,23 @@ class LabCluster:
             await server.close()
         if self.ec2 is not None:
             await self.ec2.close()
+        if self.gce is not None:
+            await self.gce.close()
+        if self.azure is not None:
+            await self.azure.close()
         if self._api_transition is not None:
             await asyncio.gather(self._api_transition, return_exceptions=True)
         if self.api is not None:
             await self.api.stop()
         log.info("lab stopped")
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The variables of a `cloud.env` file, as the lab wrote them."""
+    variables = {}
+    for line in path.read_text().splitlines():
+        name, separator, quoted = line.partition("=")
+        if separator:
+            words = shlex.split(quoted)
+            variables[name] = words[0] if words else ""
+    return variables

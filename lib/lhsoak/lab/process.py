@@ -38,6 +38,13 @@ class LabProcess:
     context: str
     ec2_url: str | None = None
     """The lab's EC2 endpoint when it serves one."""
+    gce_url: str | None = None
+    """The lab's Compute Engine endpoint when it serves one."""
+    azure_url: str | None = None
+    """The lab's Azure Resource Manager when it serves one."""
+    cloud_env: Path | None = None
+    """The file of variables a client of the Compute Engine or Azure endpoint needs (see
+    `cluster.read_env_file`)."""
     process: subprocess.Popen[bytes] | None = field(default=None, compare=False, repr=False)
     """The lab process when this one started it (then `stop` reaps it)."""
 
@@ -51,6 +58,8 @@ class LabProcess:
         control_planes: int = 1,
         seed: int = 0,
         ec2: bool = False,
+        gce: bool = False,
+        azure: bool = False,
         deadline_s: float = 60.0,
     ) -> LabProcess:
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -67,6 +76,8 @@ class LabProcess:
             f"--control-planes={control_planes}",
             f"--seed={seed}",
             *(["--ec2"] if ec2 else []),
+            *(["--gce"] if gce else []),
+            *(["--azure"] if azure else []),
         ]
         with (state_dir / LOG_FILE).open("ab") as log_file:
             process = subprocess.Popen(
@@ -121,6 +132,9 @@ class LabProcess:
             inventory=Path(data["inventory"]),
             context=data["context"],
             ec2_url=data.get("ec2_url"),
+            gce_url=data.get("gce_url"),
+            azure_url=data.get("azure_url"),
+            cloud_env=Path(data["cloud_env"]) if "cloud_env" in data else None,
             process=process,
         )
 
