@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import signal
+import sys
 from pathlib import Path
 
 from lhsoak import errors
@@ -49,9 +50,28 @@ def run(args: argparse.Namespace) -> int:
     if args.lab_action == "down":
         return _down(args.state_dir)
     _check_shape(args)
+    _tell_about_crds(args)
     if args.detach:
         return _detach(args)
     return _foreground(args)
+
+
+def _tell_about_crds(args: argparse.Namespace) -> None:
+    from lhsoak.lab import cluster
+
+    if args.crds is not None and not args.crds.is_file():
+        raise errors.UsageError(f"--crds {args.crds}: no such file")
+    found = cluster.default_crd_path()
+    if args.crds is None and found is not None and not found.is_file():
+        raise errors.UsageError(f"LHSOAK_LAB_CRDS={found}: no such file")
+    if args.crds is None and found is None:
+        # A clone without ../shared: the lab still works, but a kubectl user would wonder why.
+        print(
+            "lab up: no Longhorn CRDs found (../shared/longhorn/crds-v1.12.1.yaml, LHSOAK_LAB_CRDS or "
+            "--crds): Longhorn objects are not validated against their schemas and kubectl shows "
+            "only NAME and AGE for them",
+            file=sys.stderr,
+        )
 
 
 def _check_shape(args: argparse.Namespace) -> None:
@@ -75,6 +95,7 @@ def _detach(args: argparse.Namespace) -> int:
             ec2=args.ec2,
             gce=args.gce,
             azure=args.azure,
+            crds=args.crds,
         )
     except LabStartError as error:
         raise errors.UsageError(str(error)) from None

@@ -60,6 +60,7 @@ class LabProcess:
         ec2: bool = False,
         gce: bool = False,
         azure: bool = False,
+        crds: Path | None = None,
         deadline_s: float = 60.0,
     ) -> LabProcess:
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -78,6 +79,7 @@ class LabProcess:
             *(["--ec2"] if ec2 else []),
             *(["--gce"] if gce else []),
             *(["--azure"] if azure else []),
+            *([f"--crds={crds.resolve()}"] if crds is not None else []),
         ]
         with (state_dir / LOG_FILE).open("ab") as log_file:
             process = subprocess.Popen(
