@@ -26,14 +26,14 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 lint: setup
-	$(BIN)/ruff check lib tests suites conftest.py
-	$(BIN)/ruff format --check lib tests suites conftest.py
+	$(BIN)/ruff check lib tests suites bench conftest.py
+	$(BIN)/ruff format --check lib tests suites bench conftest.py
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 fmt: setup
-	$(BIN)/ruff check --fix lib tests suites conftest.py
-	$(BIN)/ruff format lib tests suites conftest.py
+	$(BIN)/ruff check --fix lib tests suites bench conftest.py
+	$(BIN)/ruff format lib tests suites bench conftest.py
 
 # The Allure command line and the Chromium driver for the report check, pinned by the lockfile.
 REPORT_TOOLS := infra/report/node_modules/.package-lock.json

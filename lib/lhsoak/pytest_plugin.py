@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import math
 import os
 import secrets
 import signal
@@ -21,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from lhsoak import config, diagnosis, errors, ledger, plan, report, soak
+from lhsoak import config, diagnosis, errors, ledger, plan, report, schedule, soak
 
 log = logging.getLogger("lhsoak")
 _MAX_STEPS = 1000
@@ -304,7 +305,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     get = metafunc.config.getoption
     count = get("iterations")
     if count is None:
-        count = _MAX_STEPS if get("duration") is not None else 3
+        duration_s = get("duration")
+        count = 3 if duration_s is None else _steps_within(duration_s, metafunc.config)
     if get("plan") == "none":
         count = 0
     if count == 0:
@@ -317,6 +319,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize(
         "soak_step_index", range(1, count + 1), ids=[f"step-{i:02d}" for i in range(1, count + 1)]
     )
+
+
+def _steps_within(duration_s: float, config_: pytest.Config) -> int:
+    """How many steps can start within `duration_s`: each waits for every job to fire again at a
+    tick later than the previous step's, so the slowest job's period bounds how often they come.
+    Collected as tests, the ones the duration leaves out are skipped; a bound keeps them few."""
+    get = config_.getoption
+    crons = [get("snapshot_cron") or get("cron"), get("backup_cron") or get("cron")]
+    try:
+        period_s = max(schedule.parse(cron).period_s for cron in crons)
+    except ValueError:
+        return _MAX_STEPS  # a bad cron is refused, with its reason, when the soak starts
+    return min(_MAX_STEPS, math.ceil(duration_s / period_s) + 1)
 
 
 def run_step(session: _SoakSession, index: int, *, keep_going: bool, clock: Any) -> plan.Step:

@@ -27,6 +27,7 @@ import tenacity
 
 from lhsoak import (
     artifacts,
+    causes,
     cluster,
     config,
     diagnosis,
@@ -769,7 +770,7 @@ class SoakRun:
         parsed = ledger.read(self.soak.run_dir / "ledger.jsonl")
         self.result = verdict.analyse(parsed)
         (self.soak.run_dir / "verdict.json").write_text(
-            json.dumps(self.result.to_json(), indent=2, sort_keys=True) + "\n"
+            json.dumps(causes.verdict_document(self.result, parsed), indent=2, sort_keys=True) + "\n"
         )
         return self.result
 

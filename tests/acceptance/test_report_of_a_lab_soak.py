@@ -17,6 +17,7 @@ import itertools
 import json
 import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,3 +238,17 @@ def test_the_html_report_files_the_verdict_under_its_cause(caught: Soak) -> None
     assert seen["ok"] is True
     assert seen["status"] == "Failed"
     assert "soak-backup stopped firing" in seen["message"]
+
+
+def test_the_run_leaves_its_ledger_and_the_verdict_analyze_gives(caught: Soak) -> None:
+    analyzed = subprocess.run(
+        [sys.executable, "-m", "lhsoak", "analyze", str(caught.run_dir / "ledger.jsonl"), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert analyzed.returncode == 1, analyzed.stderr
+    written = json.loads((caught.run_dir / "verdict.json").read_text())
+    assert written == json.loads(analyzed.stdout)
+    assert [cause["category"] for cause in written["causes"]][-1] == "stuck-pending-job", written["causes"]
+    assert written["causes"][-1]["workaround"].startswith("kubectl -n longhorn-system delete pod ")

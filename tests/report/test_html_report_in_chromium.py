@@ -1,8 +1,8 @@
 """The acceptance check: a failing soak's HTML report, opened in headless Chromium, shows the failed test
 under its category with the timeline picture; the trend carries over to the next night's report.
 
-The soak is standin_suite.py on the synthetic stalled run (conftest.py) until the lab soak can run a
-failing profile here. The Allure command line (npm allure-commandline, Java 17) and playwright-core
+The soak is standin_suite.py on the synthetic stalled run (conftest.py), which runs in seconds; the
+same check on a real lab soak that caught a bug is tests/acceptance/test_report_of_a_lab_soak.py. The Allure command line (npm allure-commandline, Java 17) and playwright-core
 come from infra/report (`npm ci --prefix infra/report`); Chromium is Debian's. Without them the test
 is skipped on a developer's machine and fails in CI (CI=true), which must have them. The screenshot
 is kept at reports/report-check/allure-categories.png.

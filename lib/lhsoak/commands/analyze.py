@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lhsoak import errors, ledger, timestamps, verdict
+from lhsoak import causes, errors, ledger, verdict
 
 NAME = "analyze"
 HELP = "Judge a run's tick ledger: did every recurring job keep firing on every volume?"
@@ -45,9 +45,9 @@ def run(args: argparse.Namespace) -> int:
     except OSError as error:
         raise errors.UsageError(f"cannot read ledger {path}: {error.strerror}") from None
     result = verdict.analyse(parsed)
-    found = causes(parsed)
+    found = causes.causes(parsed)
     if args.json:
-        print(json.dumps({**result.to_json(), "causes": found}, indent=2, ensure_ascii=False))
+        print(json.dumps(causes.verdict_document(result, parsed), indent=2, ensure_ascii=False))
     else:
         print(verdict.render_table(result), end="")
         if found:
@@ -62,56 +62,7 @@ def _cause_lines(cause: Mapping[str, Any]) -> list[str]:
     lines = [f"  [{cause['category']}] {cause['summary']}"]
     lines += [f"    {line}" for line in cause["evidence"]]
     if cause["upstream"] is not None:
-        lines.append(f"    {_UPSTREAM} {cause['upstream']}")
+        lines.append(f"    {causes.UPSTREAM} {cause['upstream']}")
     if cause["workaround"] is not None:
-        lines.append(f"    {_WORKAROUND} {cause['workaround']}")
+        lines.append(f"    {causes.WORKAROUND} {cause['workaround']}")
     return lines
-
-
-# How `lhsoak.diagnosis` starts those lines of a finding's detail.
-_WORKAROUND = "Workaround:"
-_UPSTREAM = "Upstream:"
-_NOTE_KEYS = frozenset({"category", "job", "detail"})
-
-
-def _detail_lines(data: Mapping[str, Any]) -> list[str]:
-    detail = data.get("detail")
-    return [line for line in detail.splitlines() if line.strip()] if isinstance(detail, str) else []
-
-
-def _after(prefix: str, lines: Sequence[str]) -> str | None:
-    found = [line.removeprefix(prefix).strip() for line in lines if line.startswith(prefix)]
-    return " ".join(found) if found else None
-
-
-def _cause(note: ledger.Note, category: str) -> dict[str, Any]:
-    """One cause: the finding's summary and the detail the soak noted with it
-    (`lhsoak.diagnosis.Finding.detail`) split into evidence, upstream issues and workaround, and
-    the finding's other facts (`data`)."""
-    detail = _detail_lines(note.data)
-    return {
-        "category": category,
-        "job": note.data.get("job") or None,
-        "level": note.level,
-        "summary": note.text,
-        "evidence": [line for line in detail if not line.startswith((_WORKAROUND, _UPSTREAM))],
-        "upstream": _after(_UPSTREAM, detail),
-        "workaround": _after(_WORKAROUND, detail),
-        "data": {key: value for key, value in note.data.items() if key not in _NOTE_KEYS},
-        "ts": timestamps.to_rfc3339(note.ts_s),
-    }
-
-
-def causes(parsed: ledger.Ledger) -> list[dict[str, Any]]:
-    """The diagnosis notes the soak wrote (those with a `category`), the latest per category, job and
-    volume: a cause seen again later (a pod Pending for longer) is one cause, as last seen; the same
-    cause on two volumes is two."""
-    latest: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for note in parsed.notes:
-        category = note.data.get("category")
-        if not isinstance(category, str):
-            continue
-        key = (category, str(note.data.get("job") or ""), str(note.data.get("volume") or ""))
-        latest.pop(key, None)
-        latest[key] = _cause(note, category)
-    return list(latest.values())

@@ -149,10 +149,7 @@ def _run_on_lab(args: argparse.Namespace, base: list[str], extra: list[str]) -> 
             f"--allow-context={lab.context}",
             f"--env=profile={args.lab_profile}",
         ]
-        scenario = PROFILE_SCENARIOS.get(args.lab_profile, ())
-        chosen = {flag.split("=", 1)[0]: flag for flag in (*LAB_DEFAULTS, *scenario)}
-        defaults = [flag for name, flag in chosen.items() if name not in _given(extra)]
-        return _pytest([*base, *target, *defaults, *extra])
+        return _pytest([*base, *target, *lab_defaults(args.lab_profile, extra), *extra])
     finally:
         lab.stop()
         print("lhsoak soak: lab stopped", flush=True)
@@ -204,6 +201,16 @@ def _option(arguments: list[str], name: str) -> str:
         if argument.startswith(f"{name}="):
             return argument.split("=", 1)[1]
     return ""
+
+
+def lab_defaults(profile: str, extra: list[str]) -> list[str]:
+    """The suite options a lab soak adds: LAB_DEFAULTS, then the profile's scenario, each unless
+    the user gave that option."""
+    chosen = {flag.split("=", 1)[0]: flag for flag in (*LAB_DEFAULTS, *PROFILE_SCENARIOS.get(profile, ()))}
+    given = _given(extra)
+    if "--duration" in given:
+        given.add("--iterations")  # a duration the user asks for is not cut to the lab's 3 steps
+    return [flag for name, flag in chosen.items() if name not in given]
 
 
 def _given(extra: list[str]) -> set[str]:
