@@ -2099,7 +2099,8 @@ def _quote(text: str, *, limit: int, why: re.Pattern[str] | None = None) -> str:
     tail_start = len(flat) - (limit - head_len - 1)
     match = why.search(flat) if why is not None else None
     if match is None or match.end() <= head_len or match.start() >= tail_start:
-        return flat[:head_len] + "…" + flat[tail_start:]
+        quoted = _to_word_end(flat[:head_len]) + " … " + _from_word_start(flat[tail_start:])
+        return quoted if len(quoted) <= limit else flat[:head_len] + "…" + flat[tail_start:]
     if match.end() < limit:
         return flat[: limit - 1] + "…"
     start = match.start()
@@ -2112,6 +2113,18 @@ def _quote(text: str, *, limit: int, why: re.Pattern[str] | None = None) -> str:
     if tail_len <= 0:
         return head + "…" + middle[: room - 1] + "…"
     return head + "…" + middle + "…" + flat[-tail_len:]
+
+
+def _to_word_end(head: str) -> str:
+    """`head` without a word cut at its end (a reader should not have to guess "destinatio…")."""
+    cut = head.rfind(" ")
+    return head[:cut].rstrip(" :,") if cut > len(head) // 2 else head
+
+
+def _from_word_start(tail: str) -> str:
+    """`tail` without a word cut at its start."""
+    cut = tail.find(" ")
+    return tail[cut + 1 :] if 0 <= cut < len(tail) // 2 else tail
 
 
 def _delete_error_backups(namespace: str, volume: str, errors: Sequence[Obj]) -> str:

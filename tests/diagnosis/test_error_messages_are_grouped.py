@@ -252,3 +252,21 @@ def test_an_error_only_in_status_messages_is_quoted_from_there(world, make):
     finding = only(world.diagnose(), "error-backups-beyond-retain")
 
     assert f'×2 "(status.messages.error) {message}"; ×1 "(no status.error)"' in finding.detail
+
+
+def test_a_long_error_is_shortened_between_words(world, make):
+    words = [f"layer{n} failed to reach destination{n}" for n in range(40)]
+    message = ": ".join(words)
+    world.put(
+        *(
+            make.backup("soak-bak", "soak-vol-1", created=make.clock(m), state="Error", error=message)
+            for m in ("11:05", "11:15", "11:25", "11:35")
+        )
+    )
+    (finding,) = [f for f in world.diagnose() if f.category == "error-backups-beyond-retain"]
+    quoted = finding.summary.split('"')[1]
+    assert "…" in quoted and len(quoted) < len(message)
+    head, tail = (part.strip() for part in quoted.split("…"))
+    assert message.startswith(head) and message.endswith(tail)
+    assert message[len(head)] in " :", f"cut inside a word after {head[-12:]!r}"
+    assert message[-len(tail) - 1] == " ", f"cut inside a word before {tail[:12]!r}"
