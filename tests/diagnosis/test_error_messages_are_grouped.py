@@ -265,8 +265,10 @@ def test_a_long_error_is_shortened_between_words(world, make):
     )
     (finding,) = [f for f in world.diagnose() if f.category == "error-backups-beyond-retain"]
     quoted = finding.summary.split('"')[1]
-    assert "…" in quoted and len(quoted) < len(message)
+    assert "…" in quoted
+    assert len(quoted) < len(message)
     head, tail = (part.strip() for part in quoted.split("…"))
-    assert message.startswith(head) and message.endswith(tail)
+    assert message.startswith(head)
+    assert message.endswith(tail)
     assert message[len(head)] in " :", f"cut inside a word after {head[-12:]!r}"
     assert message[-len(tail) - 1] == " ", f"cut inside a word before {tail[:12]!r}"
