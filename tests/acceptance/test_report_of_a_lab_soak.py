@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from tests.report import test_html_report_in_chromium as chromium_check
 
 from lhsoak import cli, pytest_plugin
@@ -252,3 +253,23 @@ def test_the_run_leaves_its_ledger_and_the_verdict_analyze_gives(caught: Soak) -
     assert written == json.loads(analyzed.stdout)
     assert [cause["category"] for cause in written["causes"]][-1] == "stuck-pending-job", written["causes"]
     assert written["causes"][-1]["workaround"].startswith("kubectl -n longhorn-system delete pod ")
+
+
+def test_no_secret_of_the_cluster_reaches_the_run_or_its_output(caught: Soak) -> None:
+    lab_dir = caught.run_dir.parent / "labs" / caught.run_dir.name
+    kubeconfig = yaml.safe_load((lab_dir / "kubeconfig").read_text())
+    token = kubeconfig["users"][0]["user"]["token"]
+    key_lines = [
+        line
+        for line in (lab_dir / "id_ed25519").read_text().splitlines()
+        if line and not line.startswith("-----")
+    ]
+    secrets = [token.encode(), *(line.encode() for line in key_lines)]
+    assert all(len(secret) >= 16 for secret in secrets)
+    files = [path for path in caught.run_dir.rglob("*") if path.is_file()]
+    assert len(files) > 10, files
+    for path in files:
+        data = path.read_bytes()
+        leaked = [secret[:6] for secret in secrets if secret in data]
+        assert not leaked, f"{path} holds secret material starting {leaked}"
+    assert not [secret for secret in secrets if secret.decode() in caught.output]
