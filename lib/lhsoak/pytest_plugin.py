@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 import math
 import os
+import re
 import secrets
 import signal
 import sys
@@ -63,6 +64,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--cron", default="*/2 * * * *", help="cron of both recurring jobs (default */2 * * * *)")
     add("--snapshot-cron", default=None, help="cron of the snapshot job (default --cron)")
     add("--backup-cron", default=None, help="cron of the backup job (default --cron)")
+    add(
+        "--job-prefix",
+        default="soak",
+        help="the soak's RecurringJobs are PREFIX-snap and PREFIX-backup (default soak)",
+    )
     add("--retain", type=int, default=1, help="retain count of both jobs (default 1)")
     add("--concurrency", type=int, default=1, help="concurrency of both jobs (default 1)")
     add("--lag-bound", type=float, default=120.0, help="seconds a tick's artifact may take (default 120)")
@@ -108,6 +114,20 @@ def new_run_id() -> str:
     return f"soak-{stamp}-{secrets.token_hex(2)}"
 
 
+# A RecurringJob's name becomes its CronJob's, which Kubernetes keeps to 52 characters (a Job name
+# adds 11): a DNS-1123 label, so the longest, PREFIX-backup, leaves 45 for the prefix.
+_JOB_PREFIX = re.compile(r"[a-z0-9]([a-z0-9-]{0,43}[a-z0-9])?")
+
+
+def _job_names(prefix: str) -> tuple[str, str]:
+    if not _JOB_PREFIX.fullmatch(prefix):
+        raise errors.UsageError(
+            f"--job-prefix {prefix!r}: lowercase letters, digits and '-', at most 45 characters, "
+            "starting and ending with a letter or digit"
+        )
+    return f"{prefix}-snap", f"{prefix}-backup"
+
+
 def _run_id(option: str | None) -> str:
     return option or new_run_id()
 
@@ -131,13 +151,10 @@ def _positive(value: float, option: str) -> float:
 def build_run(options: pytest.Config, *, progress: Any) -> soak.SoakRun:
     get = options.getoption
     cron: str = get("cron")
+    snap, backup = _job_names(get("job_prefix"))
     jobs = (
-        config.JobSpec(
-            "soak-snap", "snapshot", get("snapshot_cron") or cron, get("retain"), get("concurrency")
-        ),
-        config.JobSpec(
-            "soak-backup", "backup", get("backup_cron") or cron, get("retain"), get("concurrency")
-        ),
+        config.JobSpec(snap, "snapshot", get("snapshot_cron") or cron, get("retain"), get("concurrency")),
+        config.JobSpec(backup, "backup", get("backup_cron") or cron, get("retain"), get("concurrency")),
     )
     kubeconfig = get("kubeconfig") or (
         Path(os.environ["KUBECONFIG"]) if os.environ.get("KUBECONFIG") else None

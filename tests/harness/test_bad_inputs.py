@@ -85,6 +85,11 @@ def test_a_seconds_cron_is_refused_unless_allowed(tmp_path: Path, kubeconfig: Pa
     _assert_usage_error(result, "cron", refused_before_pytest_in=tmp_path)
 
 
+def test_a_job_prefix_kubernetes_would_refuse_is_refused(tmp_path: Path, kubeconfig: Path) -> None:
+    result = _soak(tmp_path, kubeconfig, "--allow-context=lab-ctx", "--job-prefix=QA_Team")
+    _assert_usage_error(result, "--job-prefix 'QA_Team': lowercase letters, digits and '-'")
+
+
 def test_retain_zero_is_refused(tmp_path: Path, kubeconfig: Path) -> None:
     result = _soak(tmp_path, kubeconfig, "--allow-context=lab-ctx", "--retain=0")
     _assert_usage_error(result, "retain must be at least 1")
