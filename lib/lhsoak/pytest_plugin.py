@@ -273,19 +273,28 @@ def soak_session(pytestconfig: pytest.Config) -> Iterator[_SoakSession]:
     # then installs no Ctrl-C handler of its own — `kill -INT` would be silently dropped.
     previous = {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGTERM, signal.SIGINT)}
     interrupted = False
+    refused: errors.UsageError | None = None
     try:
-        run.start()
-        session.steps = run.steps()
-        yield session
+        try:
+            run.start()
+            session.steps = run.steps()
+        except errors.UsageError as error:
+            # What only the cluster can tell (a RecurringJob of the soak's name that lhsoak did not
+            # make): refused like bad input, after teardown has undone whatever set-up did.
+            refused = error
+        else:
+            yield session
     except KeyboardInterrupt:
         interrupted = True
         raise
     finally:
         # pytest tears session fixtures down after an interrupt too; the stash says whether there was one.
         interrupted = interrupted or pytestconfig.stash.get(_INTERRUPTED, False)
-        run.teardown(reason="interrupted" if interrupted else "completed")
+        run.teardown(reason="interrupted" if interrupted else "error" if refused else "completed")
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+    if refused is not None:
+        pytest.exit(f"lhsoak: {refused}", returncode=errors.EXIT_USAGE)
 
 
 @pytest.fixture(scope="session")
