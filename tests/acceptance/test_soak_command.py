@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from lhsoak import inventory
+from lhsoak import inventory, ledger
 from lhsoak.commands import soak as soak_command
 from lhsoak.lab.process import LabProcess
 
@@ -142,3 +142,73 @@ def test_pytest_exit_codes_become_lhsoak_exit_codes(
     pytest_code: int, interrupted: bool, expected: int
 ) -> None:
     assert soak_command.exit_code(pytest_code, interrupted=interrupted) == expected
+
+
+def test_a_recurring_job_of_the_soaks_name_not_made_by_it_is_refused_and_left_alone(
+    lab: LabProcess, tmp_path: Path
+) -> None:
+    api = config.new_client_from_config(config_file=str(lab.kubeconfig))
+    custom = client.CustomObjectsApi(api)
+    theirs = {
+        "apiVersion": "longhorn.io/v1beta2",
+        "kind": "RecurringJob",
+        "metadata": {"name": "team-backup", "namespace": "longhorn-system"},
+        "spec": {
+            "name": "team-backup",
+            "task": "backup",
+            "cron": "0 3 * * *",
+            "retain": 7,
+            "concurrency": 1,
+            "groups": [],
+            "labels": {},
+        },
+    }
+    custom.create_namespaced_custom_object(
+        "longhorn.io", "v1beta2", "longhorn-system", "recurringjobs", theirs
+    )
+    try:
+        before = custom.get_namespaced_custom_object(
+            "longhorn.io", "v1beta2", "longhorn-system", "recurringjobs", "team-backup"
+        )
+        process = lhsoak(
+            "soak",
+            f"--kubeconfig={lab.kubeconfig}",
+            f"--inventory={lab.inventory}",
+            f"--reports-dir={tmp_path / 'reports'}",
+            "--",
+            *LAB_SOAK_OPTIONS,
+            "--plan=none",
+            "--job-prefix=team",
+            env=AWS_ENV,
+        )
+        output, _ = process.communicate(timeout=120)
+        assert process.returncode == 2, output
+        assert "RecurringJob team-backup already exists and was not made by lhsoak" in output
+        assert "--job-prefix" in output
+        after = custom.get_namespaced_custom_object(
+            "longhorn.io", "v1beta2", "longhorn-system", "recurringjobs", "team-backup"
+        )
+        assert after["spec"] == before["spec"]
+        assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+        names = [
+            job["metadata"]["name"]
+            for job in custom.list_namespaced_custom_object(
+                "longhorn.io", "v1beta2", "longhorn-system", "recurringjobs"
+            )["items"]
+        ]
+        assert "team-snap" not in names, "a refused soak creates nothing"
+    finally:
+        custom.delete_namespaced_custom_object(
+            "longhorn.io", "v1beta2", "longhorn-system", "recurringjobs", "team-backup"
+        )
+        api.close()
+
+
+@pytest.mark.slow
+def test_the_smoke_suite_passes_on_a_healthy_lab_without_rebooting(tmp_path: Path) -> None:
+    process = lhsoak("soak", "--suite=smoke", f"--reports-dir={tmp_path / 'reports'}")
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output
+    assert "PASSED: every job kept firing on every volume" in output
+    (ledger_path,) = (tmp_path / "reports").glob("*/ledger.jsonl")
+    assert ledger.read(ledger_path).reboots == (), "the smoke suite rebooted a node"
