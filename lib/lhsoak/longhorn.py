@@ -26,6 +26,12 @@ JOB_LABEL_PREFIX = "recurring-job.longhorn.io/"
 GROUP_LABEL_PREFIX = "recurring-job-group.longhorn.io/"
 MANAGER_APP = "longhorn-manager"
 """The `app` label of longhorn-manager's pods, its DaemonSet's selector (Longhorn's chart and manifest)."""
+CSI_DRIVER = "driver.longhorn.io"
+"""Longhorn's CSI driver: the provisioner of its StorageClasses."""
+CSI_PLUGIN_APP = "longhorn-csi-plugin"
+"""The `app` label of the CSI plugin's pods, its DaemonSet's selector (longhorn-driver-deployer)."""
+CSI_DEPLOYMENTS = ("csi-attacher", "csi-provisioner", "csi-resizer", "csi-snapshotter")
+"""The CSI sidecar Deployments longhorn-driver-deployer makes, each named as its pods' `app` label."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,8 @@ class Health:
     longhorn_version: str | None
     kubernetes_version: str | None
     nodes: int
+    csi_checked: bool = False
+    """True when Longhorn's CSI driver was part of the check (see `needs_csi`)."""
 
     @property
     def healthy(self) -> bool:
@@ -44,14 +52,18 @@ class Health:
 
 def check_health(api: cluster.Cluster) -> Health:
     """Longhorn managers running, their DaemonSet ready on every node it schedules to, the default
-    BackupTarget available, nodes Ready."""
+    BackupTarget available, nodes Ready; and when `needs_csi`, the CSI sidecar Deployments
+    available and the CSI plugin DaemonSet ready on every node."""
     problems: list[str] = []
     version = api.version()
     managers = api.list(cluster.PODS, namespace=NS, label_selector=f"app={MANAGER_APP}").items
     running = [pod for pod in managers if (pod.get("status") or {}).get("phase") == "Running"]
     if not running:
         problems.append(f"no longhorn-manager pod is Running in {NS} ({len(managers)} found)")
-    problems += _daemonset_problems_if_readable(api)
+    csi = needs_csi(api)
+    problems += _daemonset_problems_if_readable(api, csi=csi)
+    if csi:
+        problems += _csi_deployment_problems_if_readable(api)
     target = api.find(cluster.BACKUP_TARGETS, "default", namespace=NS)
     if target is None:
         problems.append("BackupTarget 'default' does not exist: configure a backup target")
@@ -66,7 +78,27 @@ def check_health(api: cluster.Cluster) -> Health:
         longhorn_version=_longhorn_version(running),
         kubernetes_version=version.get("gitVersion"),
         nodes=len(nodes),
+        csi_checked=csi,
     )
+
+
+def needs_csi(api: cluster.Cluster) -> bool:
+    """Whether Longhorn's CSI driver must be healthy: when a StorageClass provisions through it.
+
+    That is what decides the soak's default volume mode (`auto` picks PVCs when the `longhorn`
+    class exists) and what every Longhorn PVC on the cluster goes through, so it is decided from
+    the cluster, not the soak's mode: a cluster whose Longhorn PVCs cannot attach is not healthy,
+    whatever volumes the soak makes. When StorageClasses cannot be listed (403), CSI is checked:
+    every Longhorn install deploys it.
+    """
+    try:
+        classes = api.list(cluster.STORAGE_CLASSES).items
+    except cluster.ClusterError as error:
+        if error.status != 403:
+            raise
+        log.warning("cannot list StorageClasses (%s): checking Longhorn's CSI driver anyway", error)
+        return True
+    return any(storage_class.get("provisioner") == CSI_DRIVER for storage_class in classes)
 
 
 def wait_healthy(
@@ -134,59 +166,141 @@ def manager_pod_problems(pods: Iterable[Obj], *, daemonsets: Iterable[Obj] | Non
     return problems
 
 
-def _daemonset_problems_if_readable(api: cluster.Cluster) -> list[str]:
-    # A lab account may be allowed pods and Longhorn's CRDs but not apps/v1 DaemonSets; the pod
-    # checks still stand then, so a 403 costs this one check, not the soak.
+def _daemonset_problems_if_readable(api: cluster.Cluster, *, csi: bool) -> list[str]:
+    checked = "longhorn-manager" + (f" and {CSI_PLUGIN_APP}" if csi else "")
+    daemonsets = _list_if_readable(api, cluster.DAEMONSETS, unchecked=f"{checked} DaemonSets")
+    if daemonsets is None:
+        return []
+    problems = manager_daemonset_problems(daemonsets)
+    if csi:
+        problems += daemonset_problems(daemonsets, app=CSI_PLUGIN_APP)
+    return problems
+
+
+def _csi_deployment_problems_if_readable(api: cluster.Cluster) -> list[str]:
+    deployments = _list_if_readable(api, cluster.DEPLOYMENTS, unchecked="CSI sidecar Deployments")
+    return [] if deployments is None else csi_deployment_problems(deployments)
+
+
+def _list_if_readable(
+    api: cluster.Cluster, resource: cluster.Resource, *, unchecked: str
+) -> list[Obj] | None:
+    # A lab account may be allowed pods and Longhorn's CRDs but not apps/v1 DaemonSets or
+    # Deployments; the other checks still stand then, so a 403 costs this one check, not the soak.
     try:
-        daemonsets = api.list(cluster.DAEMONSETS, namespace=NS).items
+        return api.list(resource, namespace=NS).items
     except cluster.ClusterError as error:
         if error.status != 403:
             raise
-        log.warning("cannot list DaemonSets in %s (%s): longhorn-manager DaemonSet not checked", NS, error)
-        return []
-    return manager_daemonset_problems(daemonsets)
+        log.warning("cannot list %s in %s (%s): %s not checked", resource.plural, NS, error, unchecked)
+        return None
 
 
 def manager_daemonsets(daemonsets: Iterable[Obj]) -> list[Obj]:
     """The longhorn-manager DaemonSets among `daemonsets`: labelled app=longhorn-manager, or selecting
     pods so labelled (an install that renamed or relabelled the DaemonSet still selects them)."""
+    return _of_app(daemonsets, MANAGER_APP)
+
+
+def _of_app(controllers: Iterable[Obj], app: str) -> list[Obj]:
+    """The DaemonSets or Deployments among `controllers` labelled app=`app` or selecting pods so
+    labelled."""
     found = []
-    for daemonset in daemonsets:
-        labels = (daemonset.get("metadata") or {}).get("labels") or {}
-        selector = ((daemonset.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-        if MANAGER_APP in (labels.get("app"), selector.get("app")):
-            found.append(daemonset)
+    for controller in controllers:
+        labels = (controller.get("metadata") or {}).get("labels") or {}
+        selector = ((controller.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        if app in (labels.get("app"), selector.get("app")):
+            found.append(controller)
     return found
 
 
 def manager_daemonset_problems(daemonsets: Iterable[Obj]) -> list[str]:
-    """What keeps the longhorn-manager DaemonSet among `daemonsets` from being ready, one line each:
-    none found; its controller has not yet acted on its latest spec (observedGeneration behind
-    metadata.generation, so its counts describe an older one); fewer pods Ready than nodes it
+    """What keeps the longhorn-manager DaemonSet among `daemonsets` from being ready, one line each
+    (see `daemonset_problems`)."""
+    return daemonset_problems(daemonsets, app=MANAGER_APP)
+
+
+def daemonset_problems(daemonsets: Iterable[Obj], *, app: str) -> list[str]:
+    """What keeps the DaemonSet of pods labelled app=`app` among `daemonsets` from being ready, one
+    line each: none found; its controller has not yet acted on its latest spec (observedGeneration
+    behind metadata.generation, so its counts describe an older one); fewer pods Ready than nodes it
     schedules to (numberReady != desiredNumberScheduled), as an SRE reads `kubectl get ds`."""
-    found = manager_daemonsets(daemonsets)
+    found = _of_app(daemonsets, app)
     if not found:
-        return [f"no longhorn-manager DaemonSet in {NS} (none labelled or selecting app={MANAGER_APP})"]
+        return [f"no {app} DaemonSet in {NS} (none labelled or selecting app={app})"]
     problems = []
     for daemonset in found:
         name = (daemonset.get("metadata") or {}).get("name", "?")
-        generation = int((daemonset.get("metadata") or {}).get("generation") or 0)
         status = daemonset.get("status") or {}
-        observed = int(status.get("observedGeneration") or 0)
         # Upstream omits zero counts (omitempty): an absent one is 0.
         desired = int(status.get("desiredNumberScheduled") or 0)
         ready = int(status.get("numberReady") or 0)
-        if observed < generation:
-            problems.append(
-                f"DaemonSet {name}: generation {generation} not yet observed by its controller "
-                f"(observedGeneration {observed})"
-            )
+        lagging = _generation_lag("DaemonSet", daemonset)
+        if lagging:
+            problems.append(lagging)
         elif desired == 0:
             problems.append(f"DaemonSet {name} schedules no pod (desiredNumberScheduled 0)")
         elif ready != desired:
             current = int(status.get("currentNumberScheduled") or 0)
             problems.append(f"DaemonSet {name}: {ready}/{desired} pods ready, {current} scheduled")
     return problems
+
+
+def csi_deployment_problems(deployments: Iterable[Obj]) -> list[str]:
+    """What keeps Longhorn's CSI sidecar Deployments (`CSI_DEPLOYMENTS`) among `deployments` from
+    serving, one line each: one missing; its controller behind its spec; no replica ready, or
+    fewer available than it needs (its Available condition not True: with the driver's 3
+    replicas and maxUnavailable 1, fewer than 2), as an SRE reads `kubectl get deploy`."""
+    listed = list(deployments)
+    problems = []
+    for app in CSI_DEPLOYMENTS:
+        found = _of_app(listed, app)
+        if not found:
+            problems.append(f"no {app} Deployment in {NS} (none labelled or selecting app={app})")
+        problems += [problem for deployment in found if (problem := _deployment_problem(deployment))]
+    return problems
+
+
+def _deployment_problem(deployment: Obj) -> str | None:
+    lagging = _generation_lag("Deployment", deployment)
+    if lagging:
+        return lagging
+    name = (deployment.get("metadata") or {}).get("name", "?")
+    spec_replicas = (deployment.get("spec") or {}).get("replicas")
+    wanted = 1 if spec_replicas is None else int(spec_replicas)
+    status = deployment.get("status") or {}
+    ready = int(status.get("readyReplicas") or 0)
+    available = _condition(status, "Available")
+    if ready >= 1 and available is not None and available.get("status") == "True":
+        return None
+    if wanted == 0:
+        return f"Deployment {name} is scaled to 0 replicas"
+    if available is None:
+        why = "no Available condition yet"
+    else:
+        reason = available.get("reason") or "no reason given"
+        why = f"Available={available.get('status', 'Unknown')} ({reason})"
+    available_count = int(status.get("availableReplicas") or 0)
+    return f"Deployment {name}: {ready}/{wanted} replicas ready, {available_count} available; {why}"
+
+
+def _generation_lag(kind: str, controller: Obj) -> str | None:
+    name = (controller.get("metadata") or {}).get("name", "?")
+    generation = int((controller.get("metadata") or {}).get("generation") or 0)
+    observed = int((controller.get("status") or {}).get("observedGeneration") or 0)
+    if observed >= generation:
+        return None
+    return (
+        f"{kind} {name}: generation {generation} not yet observed by its controller "
+        f"(observedGeneration {observed})"
+    )
+
+
+def _condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == type_:
+            return dict(condition)
+    return None
 
 
 def node_ready(node: Mapping[str, Any]) -> bool:
@@ -337,7 +451,7 @@ class Setup:
         if clash:
             raise errors.UsageError(
                 f"RecurringJob {', '.join(clash)} already exists and was not made by lhsoak; "
-                "choose other job names"
+                "choose other job names with --job-prefix"
             )
 
     def _ensure(self, resource: cluster.Resource, obj: Obj) -> None:

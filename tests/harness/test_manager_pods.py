@@ -1,6 +1,8 @@
 """longhorn-manager pods that did not come back after a reboot are named, with their node and why;
 the longhorn-manager DaemonSet, found by its label or selector whatever its name, is named when fewer
-of its pods are Ready than nodes it schedules to, or when its controller lags its spec."""
+of its pods are Ready than nodes it schedules to, or when its controller lags its spec. Longhorn's
+CSI is judged the same way: the longhorn-csi-plugin DaemonSet as the managers', each CSI sidecar
+Deployment when missing, lagging, without a ready replica or not Available."""
 
 from __future__ import annotations
 
@@ -127,3 +129,125 @@ def test_with_daemonsets_a_node_without_a_manager_pod_is_named_too() -> None:
     assert longhorn.manager_pod_problems(pods, daemonsets=[_daemonset(ready=2, current=2)]) == [
         "DaemonSet longhorn-manager: 2/3 pods ready, 2 scheduled"
     ]
+
+
+# -- Longhorn's CSI: the plugin DaemonSet and the sidecar Deployments ------------------------------
+
+SIDECARS = ("csi-attacher", "csi-provisioner", "csi-resizer", "csi-snapshotter")
+
+
+def _deployment(
+    name: str,
+    *,
+    replicas: int = 3,
+    ready: int = 3,
+    available_condition: tuple[str, str] | None = ("True", "MinimumReplicasAvailable"),
+    generation: int = 1,
+    observed: int = 1,
+) -> dict[str, Any]:
+    """A Deployment as the API sends it: zero counts absent, conditions as the controller sets them."""
+    status: dict[str, Any] = {
+        key: value
+        for key, value in {
+            "observedGeneration": observed,
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "unavailableReplicas": replicas - ready,
+        }.items()
+        if value
+    }
+    if available_condition is not None:
+        state, reason = available_condition
+        status["conditions"] = [{"type": "Available", "status": state, "reason": reason}]
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "longhorn-system",
+            "generation": generation,
+            "labels": {"longhorn.io/managed-by": "longhorn-manager", "app": name},
+        },
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}}},
+        "status": status,
+    }
+
+
+HEALTHY_SIDECARS = [_deployment(name) for name in SIDECARS]
+# The driver deployer and UI are not CSI: what they show does not count.
+OTHERS = [
+    _deployment("longhorn-driver-deployer", replicas=1, ready=0, available_condition=None),
+    _deployment(
+        "longhorn-ui", replicas=2, ready=0, available_condition=("False", "MinimumReplicasUnavailable")
+    ),
+]
+
+
+def test_csi_sidecars_available_are_no_problem() -> None:
+    assert longhorn.csi_deployment_problems([*HEALTHY_SIDECARS, *OTHERS]) == []
+
+
+def test_a_sidecar_below_its_availability_is_named_with_its_counts_and_reason() -> None:
+    """2 of 3 lost: one ready is not enough, Available=False (maxUnavailable 1)."""
+    attacher = _deployment(
+        "csi-attacher", ready=1, available_condition=("False", "MinimumReplicasUnavailable")
+    )
+    assert longhorn.csi_deployment_problems([attacher, *HEALTHY_SIDECARS[1:]]) == [
+        "Deployment csi-attacher: 1/3 replicas ready, 1 available; Available=False (MinimumReplicasUnavailable)"
+    ]
+
+
+def test_a_sidecar_with_no_replica_ready_is_named_though_its_condition_lags() -> None:
+    """The Available condition is written after the counts: zero ready fails on its own."""
+    resizer = _deployment("csi-resizer", ready=0)
+    assert longhorn.csi_deployment_problems([*HEALTHY_SIDECARS[:2], resizer, HEALTHY_SIDECARS[3]]) == [
+        "Deployment csi-resizer: 0/3 replicas ready, 0 available; Available=True (MinimumReplicasAvailable)"
+    ]
+
+
+def test_a_sidecar_its_controller_has_not_yet_acted_on_is_named() -> None:
+    fresh = _deployment("csi-snapshotter", ready=0, available_condition=None, observed=0)
+    assert longhorn.csi_deployment_problems([*HEALTHY_SIDECARS[:3], fresh]) == [
+        "Deployment csi-snapshotter: generation 1 not yet observed by its controller (observedGeneration 0)"
+    ]
+
+
+def test_a_sidecar_with_no_available_condition_yet_says_so() -> None:
+    provisioner = _deployment("csi-provisioner", available_condition=None)
+    assert longhorn.csi_deployment_problems([HEALTHY_SIDECARS[0], provisioner, *HEALTHY_SIDECARS[2:]]) == [
+        "Deployment csi-provisioner: 3/3 replicas ready, 3 available; no Available condition yet"
+    ]
+
+
+def test_missing_sidecars_are_each_named() -> None:
+    assert longhorn.csi_deployment_problems([*HEALTHY_SIDECARS[:2], *OTHERS]) == [
+        "no csi-resizer Deployment in longhorn-system (none labelled or selecting app=csi-resizer)",
+        "no csi-snapshotter Deployment in longhorn-system (none labelled or selecting app=csi-snapshotter)",
+    ]
+
+
+CSI_PLUGIN = _daemonset(
+    "longhorn-csi-plugin",
+    labels={"longhorn.io/managed-by": "longhorn-manager"},
+    selects="longhorn-csi-plugin",
+)
+
+
+def test_the_csi_plugin_daemonset_is_found_by_its_selector_and_judged_as_the_managers() -> None:
+    lost_node = _daemonset(
+        "longhorn-csi-plugin",
+        ready=2,
+        labels={"longhorn.io/managed-by": "longhorn-manager"},
+        selects="longhorn-csi-plugin",
+    )
+    everything = [_daemonset(), ENGINE_IMAGE]
+    assert longhorn.daemonset_problems([*everything, CSI_PLUGIN], app="longhorn-csi-plugin") == []
+    assert longhorn.daemonset_problems([*everything, lost_node], app="longhorn-csi-plugin") == [
+        "DaemonSet longhorn-csi-plugin: 2/3 pods ready, 3 scheduled"
+    ]
+    assert longhorn.daemonset_problems(everything, app="longhorn-csi-plugin") == [
+        "no longhorn-csi-plugin DaemonSet in longhorn-system (none labelled or selecting app=longhorn-csi-plugin)"
+    ]
+    assert longhorn.manager_daemonset_problems([CSI_PLUGIN]) == [
+        "no longhorn-manager DaemonSet in longhorn-system (none labelled or selecting app=longhorn-manager)"
+    ], "the plugin's DaemonSet is not the managers'"

@@ -17,7 +17,7 @@ import logging
 import os
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,13 +25,13 @@ from typing import Any
 from lhsoak import inventory
 from lhsoak.lab import arm, cloudapi, gce, kinds, kubeconfig, pki, sshd
 from lhsoak.lab.apiserver import ApiServer, ApiServerConfig, lab_store
-from lhsoak.lab.controllers import daemonset
+from lhsoak.lab.controllers import daemonset, storage
 from lhsoak.lab.controllers.assembly import LabControllers
 from lhsoak.lab.controllers.longhorn_manager import MANAGER_IMAGE
 from lhsoak.lab.controllers.seed import seed
 from lhsoak.lab.machine import MachineFleet, Role
 from lhsoak.lab.profiles import Profile
-from lhsoak.lab.store import Store
+from lhsoak.lab.store import AlreadyExists, Store
 
 log = logging.getLogger(__name__)
 
@@ -86,36 +86,267 @@ def default_crd_path() -> Path | None:
     return candidate if candidate.exists() else None
 
 
+LONGHORN_VERSION = MANAGER_IMAGE.rsplit(":", 1)[1]
+CSI_DRIVER = storage.DRIVER
+# The images Longhorn's v1.12.1 manifest gives longhorn-driver-deployer for the CSI sidecars.
+CSI_SIDECAR_IMAGES = {
+    "csi-attacher": "longhornio/csi-attacher:v4.12.0",
+    "csi-provisioner": "longhornio/csi-provisioner:v5.3.0",
+    "csi-resizer": "longhornio/csi-resizer:v2.2.1",
+    "csi-snapshotter": "longhornio/csi-snapshotter:v8.6.0",
+}
+CSI_SIDECAR_REPLICAS = 3
+"""longhorn-manager's DefaultCSI*ReplicaCount: each sidecar Deployment runs three pods."""
+_CHART_LABELS = {
+    "app.kubernetes.io/name": "longhorn",
+    "app.kubernetes.io/instance": "longhorn",
+    "app.kubernetes.io/version": LONGHORN_VERSION,
+}
+# What the API server defaults in every pod template a client sends.
+_POD_SPEC_DEFAULTS: dict[str, Any] = {
+    "restartPolicy": "Always",
+    "terminationGracePeriodSeconds": 30,
+    "dnsPolicy": "ClusterFirst",
+    "schedulerName": "default-scheduler",
+    "securityContext": {},
+}
+
+
 def manager_pod(node: str) -> dict[str, Any]:
     """A longhorn-manager daemon pod bound to `node`, so health checks find Longhorn running; the
     DaemonSet controller adopts it into the longhorn-manager DaemonSet it makes from it."""
-    return {
-        "metadata": {
-            "name": f"longhorn-manager-{node}",
-            "namespace": NAMESPACE,
-            # As Longhorn's manifest labels the manager's pod template (longhorn.labels + app).
-            "labels": {
-                "app.kubernetes.io/name": "longhorn",
-                "app.kubernetes.io/instance": "longhorn",
-                "app.kubernetes.io/version": MANAGER_IMAGE.rsplit(":", 1)[1],
-                "app": "longhorn-manager",
-            },
+    return _daemon_pod(
+        "longhorn-manager",
+        node,
+        # As Longhorn's manifest labels the manager's pod template (longhorn.labels + app).
+        labels={**_CHART_LABELS, "app": "longhorn-manager"},
+        container={
+            "name": "longhorn-manager",
+            "image": MANAGER_IMAGE,
+            "command": ["longhorn-manager", "daemon"],
         },
-        "spec": {
-            "nodeName": node,
-            # As the DaemonSet controller stamps its pods: never evicted from a NotReady node.
-            "tolerations": daemonset.daemon_tolerations(),
-            "affinity": daemonset.node_affinity(node),
-            "restartPolicy": "Always",
+    )
+
+
+def csi_plugin_pod(node: str) -> dict[str, Any]:
+    """A longhorn-csi-plugin daemon pod bound to `node`, as longhorn-driver-deployer's DaemonSet
+    runs one per node; adopted into the longhorn-csi-plugin DaemonSet by its controller."""
+    return _daemon_pod(
+        "longhorn-csi-plugin",
+        node,
+        labels={"app": "longhorn-csi-plugin"},
+        # Upstream's pod also runs node-driver-registrar and longhorn-liveness-probe; the lab's
+        # kubelet runs one container per pod, so only the plugin is here (READY reads 1/1).
+        container={
+            "name": "longhorn-csi-plugin",
+            "image": MANAGER_IMAGE,
+            "args": [
+                "longhorn-manager",
+                "-d",
+                "csi",
+                "--nodeid=$(NODE_ID)",
+                "--endpoint=$(CSI_ENDPOINT)",
+                f"--drivername={CSI_DRIVER}",
+                "--manager-url=http://longhorn-backend:9500/v1",
+            ],
+            "securityContext": {"privileged": True, "capabilities": {"add": ["SYS_ADMIN"]}},
+        },
+        service_account="longhorn-service-account",
+    )
+
+
+def _daemon_pod(
+    daemon: str,
+    node: str,
+    *,
+    labels: Mapping[str, str],
+    container: dict[str, Any],
+    service_account: str | None = None,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "nodeName": node,
+        # As the DaemonSet controller stamps its pods: never evicted from a NotReady node.
+        "tolerations": daemonset.daemon_tolerations(),
+        "affinity": daemonset.node_affinity(node),
+        "restartPolicy": "Always",
+        "containers": [container],
+    }
+    if service_account:
+        spec["serviceAccountName"] = service_account
+    return {
+        "metadata": {"name": f"{daemon}-{node}", "namespace": NAMESPACE, "labels": dict(labels)},
+        "spec": spec,
+    }
+
+
+def csi_sidecar_deployment(name: str) -> dict[str, Any]:
+    """One CSI sidecar Deployment (csi-attacher, -provisioner, -resizer, -snapshotter) as
+    longhorn-driver-deployer makes it (longhorn-manager csi/deployment_util.go getCommonDeployment):
+    three replicas preferring distinct nodes, at most one unavailable during a rollout."""
+    anti_affinity = {
+        "preferredDuringSchedulingIgnoredDuringExecution": [
+            {
+                "weight": 1,
+                "podAffinityTerm": {
+                    "labelSelector": {
+                        "matchExpressions": [{"key": "app", "operator": "In", "values": [name]}]
+                    },
+                    "topologyKey": "kubernetes.io/hostname",
+                },
+            }
+        ]
+    }
+    container = {
+        "name": name,
+        "image": CSI_SIDECAR_IMAGES[name],
+        "args": [
+            "--v=2",
+            "--csi-address=$(ADDRESS)",
+            "--timeout=1m50s",
+            "--leader-election",
+            "--leader-election-namespace=$(POD_NAMESPACE)",
+            "--http-endpoint=:8000",
+        ],
+        "env": [
+            {"name": "ADDRESS", "value": "/csi/csi.sock"},
+            {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        ],
+        "ports": [{"name": name, "containerPort": 8000, "protocol": "TCP"}],
+        "volumeMounts": [{"name": "socket-dir", "mountPath": "/csi/"}],
+    }
+    socket_dir = {
+        "name": "socket-dir",
+        "hostPath": {"path": f"/var/lib/kubelet/plugins/{CSI_DRIVER}", "type": "DirectoryOrCreate"},
+    }
+    return _deployment(
+        name,
+        replicas=CSI_SIDECAR_REPLICAS,
+        labels={"longhorn.io/managed-by": "longhorn-manager", "app": name},
+        annotations={
+            f"{CSI_DRIVER}/pod-anti-affinity-preset": "soft",
+            f"{CSI_DRIVER}/version": LONGHORN_VERSION,
+        },
+        template_labels={"app": name},
+        pod_spec={
+            "serviceAccountName": "longhorn-service-account",
+            "priorityClassName": "longhorn-critical",
+            "affinity": {"podAntiAffinity": anti_affinity},
+            "containers": [container],
+            "volumes": [socket_dir],
+        },
+        max_unavailable=1,
+    )
+
+
+def driver_deployer_deployment() -> dict[str, Any]:
+    """longhorn-driver-deployer as Longhorn's manifest has it (its init container, which waits for
+    the manager's API, left out: the lab's kubelet runs one container per pod)."""
+    return _deployment(
+        "longhorn-driver-deployer",
+        replicas=1,
+        labels=_CHART_LABELS,
+        template_labels={**_CHART_LABELS, "app": "longhorn-driver-deployer"},
+        pod_spec={
+            "serviceAccountName": "longhorn-service-account",
+            "priorityClassName": "longhorn-critical",
+            "securityContext": {"runAsUser": 0},
             "containers": [
                 {
-                    "name": "longhorn-manager",
+                    "name": "longhorn-driver-deployer",
                     "image": MANAGER_IMAGE,
-                    "command": ["longhorn-manager", "daemon"],
+                    "command": [
+                        "longhorn-manager",
+                        "-d",
+                        "deploy-driver",
+                        "--manager-image",
+                        MANAGER_IMAGE,
+                        "--manager-url",
+                        "http://longhorn-backend:9500/v1",
+                    ],
                 }
             ],
         },
+    )
+
+
+def ui_deployment() -> dict[str, Any]:
+    """longhorn-ui as Longhorn's manifest has it: two replicas."""
+    return _deployment(
+        "longhorn-ui",
+        replicas=2,
+        labels={**_CHART_LABELS, "app": "longhorn-ui"},
+        template_labels={**_CHART_LABELS, "app": "longhorn-ui"},
+        pod_spec={
+            "serviceAccountName": "longhorn-ui-service-account",
+            "priorityClassName": "longhorn-critical",
+            "containers": [
+                {
+                    "name": "longhorn-ui",
+                    "image": f"longhornio/longhorn-ui:{LONGHORN_VERSION}",
+                    "ports": [{"containerPort": 8000, "name": "http", "protocol": "TCP"}],
+                }
+            ],
+        },
+    )
+
+
+def _deployment(
+    name: str,
+    *,
+    replicas: int,
+    labels: Mapping[str, str],
+    template_labels: Mapping[str, str],
+    pod_spec: Mapping[str, Any],
+    annotations: Mapping[str, str] | None = None,
+    max_unavailable: int | str = "25%",
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name, "namespace": NAMESPACE, "labels": dict(labels)}
+    if annotations:
+        metadata["annotations"] = dict(annotations)
+    return {
+        "apiVersion": kinds.DEPLOYMENT.api_version,
+        "kind": kinds.DEPLOYMENT.kind,
+        "metadata": metadata,
+        # With what the API server defaults: strategy, revisionHistoryLimit, progressDeadlineSeconds.
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": template_labels["app"]}},
+            "template": {
+                "metadata": {"labels": dict(template_labels)},
+                "spec": {**_POD_SPEC_DEFAULTS, **pod_spec},
+            },
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": max_unavailable, "maxSurge": "25%"},
+            },
+            "revisionHistoryLimit": 10,
+            "progressDeadlineSeconds": 600,
+        },
     }
+
+
+def longhorn_deployments() -> list[dict[str, Any]]:
+    """The Deployments of a Longhorn install once its driver deployer ran."""
+    return [
+        driver_deployer_deployment(),
+        ui_deployment(),
+        *(csi_sidecar_deployment(name) for name in CSI_SIDECAR_IMAGES),
+    ]
+
+
+def install_longhorn(store: Store, workers: Iterable[str]) -> None:
+    """What installing Longhorn leaves on a cluster: on each of `workers` a longhorn-manager and a
+    longhorn-csi-plugin pod (their DaemonSet controllers adopt them), and the Deployments of
+    `longhorn_deployments` (the Deployment controller makes their pods). Objects already there are
+    left alone."""
+    objects = [(kinds.DEPLOYMENT, deployment) for deployment in longhorn_deployments()]
+    for node in workers:
+        objects += [(kinds.POD, manager_pod(node)), (kinds.POD, csi_plugin_pod(node))]
+    for kind, obj in objects:
+        try:
+            store.create(kind, obj)
+        except AlreadyExists:
+            continue
 
 
 class LabCluster:
@@ -167,9 +398,7 @@ class LabCluster:
             self.store, self.fleet, spec.profile, clock=self.clock, on_api_change=self._on_api_change
         )
         self.controllers.start()
-        for name in roles:
-            if roles[name] == "worker":
-                self.store.create(kinds.POD, manager_pod(name))
+        install_longhorn(self.store, [name for name, role in roles.items() if role == "worker"])
         for machine in self.fleet:
             self.ssh[machine.name] = await sshd.start_ssh_server(
                 machine, state_dir=spec.state_dir, port=ports.get(machine.name, 0)
@@ -191,12 +420,15 @@ class LabCluster:
         log.info("lab up: API %s, %d machines, profile %s", self.api.url, len(self.fleet), spec.profile.name)
 
     async def settled(self, *, deadline_s: float = 60.0) -> None:
-        """Until every longhorn-manager pod is Running and every node Ready, as a fresh install is
+        """Until every longhorn-manager and longhorn-csi-plugin pod is Running, every Deployment of
+        the install has all its replicas available and every node is Ready, as a fresh install is
         once its daemons have started; TimeoutError naming what is still missing."""
         store = self.store
         assert store is not None
         changed = asyncio.Event()
-        unsubscribe = store.listen(lambda _event: changed.set(), only=(kinds.POD, kinds.NODE))
+        unsubscribe = store.listen(
+            lambda _event: changed.set(), only=(kinds.POD, kinds.NODE, kinds.DEPLOYMENT)
+        )
         try:
             async with asyncio.timeout(deadline_s):
                 while self._not_settled():
@@ -215,9 +447,15 @@ class LabCluster:
         missing = [
             f"pod {pod['metadata']['name']} {(pod.get('status') or {}).get('phase', 'unknown')}"
             for pod in pods
-            if pod["metadata"]["name"].startswith("longhorn-manager-")
+            if pod["metadata"]["name"].startswith(("longhorn-manager-", "longhorn-csi-plugin-"))
             and (pod.get("status") or {}).get("phase") != "Running"
         ]
+        deployments, _ = self.store.list(kinds.DEPLOYMENT, namespace=NAMESPACE)
+        for deployment in deployments:
+            wanted = int(deployment["spec"].get("replicas", 1))
+            available = int((deployment.get("status") or {}).get("availableReplicas") or 0)
+            if available < wanted:
+                missing.append(f"deployment {deployment['metadata']['name']} {available}/{wanted} available")
         nodes, _ = self.store.list(kinds.NODE)
         for node in nodes:
             ready = [

@@ -154,6 +154,14 @@ CRONJOB = Kind("batch", "v1", "CronJob", "cronjobs", True, ("cj",), categories=(
 DAEMONSET = Kind(
     "apps", "v1", "DaemonSet", "daemonsets", True, ("ds",), categories=("all",), verbs=READ_VERBS
 )
+# Read-only as well: the lab's Deployment controller plays the Deployments its Longhorn install makes
+# (CSI sidecars, driver deployer, UI) and the ReplicaSet behind each, as the DaemonSet above.
+DEPLOYMENT = Kind(
+    "apps", "v1", "Deployment", "deployments", True, ("deploy",), categories=("all",), verbs=READ_VERBS
+)
+REPLICASET = Kind(
+    "apps", "v1", "ReplicaSet", "replicasets", True, ("rs",), categories=("all",), verbs=READ_VERBS
+)
 # Neither claims, volumes nor classes get metadata.generation from their registry strategies.
 PVC = Kind("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, ("pvc",), has_generation=False)
 PV = Kind("", "v1", "PersistentVolume", "persistentvolumes", False, ("pv",), has_generation=False)
@@ -200,6 +208,8 @@ ALL: tuple[Kind, ...] = (
     JOB,
     CRONJOB,
     DAEMONSET,
+    DEPLOYMENT,
+    REPLICASET,
     PVC,
     PV,
     STORAGE_CLASS,

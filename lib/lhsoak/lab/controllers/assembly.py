@@ -1,7 +1,8 @@
 """The lab cluster's brains, assembled: every controller wired to one store and one fleet.
 
 Control plane (paused while it is down, caught up when it is back): the CronJob, Job, scheduler,
-node lifecycle, DaemonSet (longhorn-manager's pods), persistent volume and attach-detach
+node lifecycle, DaemonSet (longhorn-manager's and longhorn-csi-plugin's pods), Deployment (with its
+ReplicaSets: the CSI sidecars, driver deployer and UI), persistent volume and attach-detach
 controllers of kube-controller-manager/kube-scheduler, Longhorn's CSI provisioner, and
 longhorn-manager's recurring-job, volume, snapshot and backup controllers (they run on the workers
 upstream, but see nothing without the API). Node side: one kubelet per machine, which keeps running
@@ -20,7 +21,7 @@ import time
 from collections.abc import Callable
 
 from lhsoak.lab import kinds
-from lhsoak.lab.controllers import daemonset, recurring_task
+from lhsoak.lab.controllers import daemonset, deployment, recurring_task
 from lhsoak.lab.controllers.attach_detach import AttachDetach
 from lhsoak.lab.controllers.backups import Backups
 from lhsoak.lab.controllers.cronjob import CronJobController
@@ -91,6 +92,12 @@ class LabControllers:
             ctx, self._recorder("node-controller"), self._recorder("taint-eviction-controller")
         )
         self.daemonsets = daemonset.DaemonSetController(ctx, self._recorder(daemonset.COMPONENT))
+        self.csi_plugin_daemonset = daemonset.DaemonSetController(
+            ctx, self._recorder(daemonset.COMPONENT), daemon=daemonset.LONGHORN_CSI_PLUGIN
+        )
+        self.deployments = deployment.DeploymentController(
+            ctx, self._recorder(deployment.COMPONENT), self._recorder(deployment.REPLICASET_COMPONENT)
+        )
         self.volumes = LonghornVolumes(ctx)
         self.backups = Backups(ctx, self._recorder("longhorn-backup-controller"))
         self.persistent_volumes = PersistentVolumeController(
@@ -105,6 +112,8 @@ class LabControllers:
             self.scheduler,
             self.node_lifecycle,
             self.daemonsets,
+            self.csi_plugin_daemonset,
+            self.deployments,
             self.volumes,
             self.backups,
             self.persistent_volumes,

@@ -1,7 +1,8 @@
 """The DaemonSet controller (pkg/controller/daemon), for the daemons the lab installs as bare pods.
 
-The lab installs longhorn-manager as one pod per worker, bound with `spec.nodeName`
-(lhsoak.lab.cluster). This controller plays the DaemonSet behind them, so they come back after a
+The lab installs longhorn-manager and longhorn-csi-plugin as one pod each per worker, bound with
+`spec.nodeName` (lhsoak.lab.cluster). One of these controllers per daemon (`Daemon`:
+LONGHORN_MANAGER, LONGHORN_CSI_PLUGIN) plays the DaemonSet behind them, so they come back after a
 node's graceful shutdown as they do on a real cluster, where the kubelet fails every pod, daemon
 pods included (phase Failed, reason Terminated, "Pod was terminated in response to imminent node
 shutdown.") and the DaemonSet controller replaces them:
@@ -92,8 +93,11 @@ class Daemon:
     """Namespace of the DaemonSet and its pods ("longhorn-system")."""
     match_labels: Mapping[str, str] = field(default_factory=lambda: {"app": "longhorn-manager"})
     """Labels every pod of the DaemonSet has ({"app": "longhorn-manager"})."""
-    max_unavailable: str = "100%"
-    """updateStrategy.rollingUpdate.maxUnavailable ("100%", as Longhorn's chart sets it)."""
+    max_unavailable: str | int = "100%"
+    """updateStrategy.rollingUpdate.maxUnavailable ("100%", as Longhorn's chart sets it for the
+    manager)."""
+    labels: Mapping[str, str] | None = None
+    """Labels of the DaemonSet object (None: those of its pods' template)."""
 
     @property
     def label_selector(self) -> str:
@@ -120,7 +124,7 @@ class Daemon:
             "metadata": {
                 "name": self.name,
                 "namespace": self.namespace,
-                "labels": dict(template["metadata"].get("labels") or self.match_labels),
+                "labels": dict(self.labels or template["metadata"].get("labels") or self.match_labels),
                 "annotations": {TEMPLATE_GENERATION_ANNOTATION: "1"},
             },
             "spec": {
@@ -136,6 +140,14 @@ class Daemon:
 
 
 LONGHORN_MANAGER = Daemon()
+LONGHORN_CSI_PLUGIN = Daemon(
+    name="longhorn-csi-plugin",
+    match_labels={"app": "longhorn-csi-plugin"},
+    # As longhorn-manager's csi/deployment.go makes it: one node at a time, labelled as a component
+    # longhorn-manager manages (its pod template carries only the app label).
+    max_unavailable=1,
+    labels={"longhorn.io/managed-by": "longhorn-manager"},
+)
 
 
 @dataclass(frozen=True)
