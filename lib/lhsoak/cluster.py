@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -280,6 +281,52 @@ class Cluster:
         body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
         self._call("DELETE", resource.path(namespace=namespace, name=name), body=body)
 
+    def pod_log(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        container: str | None = None,
+        tail_lines: int | None = None,
+        since_s: float | None = None,
+        previous: bool = False,
+    ) -> str:
+        """A pod's container log, as `kubectl logs` prints it (CoreV1Api.read_namespaced_pod_log).
+
+        When the server has no log to give — 400 for a container waiting to start, no previous
+        run or a container the pod lacks; 404 for a pod that is gone — the answer is one line
+        saying why, "(no log: <the server's message>)", not an exception: a missing log is
+        evidence too. Other errors raise as `ClusterError`/`UnreachableError`.
+        """
+        options: dict[str, Any] = {"previous": previous}
+        if container is not None:
+            options["container"] = container
+        if tail_lines is not None:
+            options["tail_lines"] = tail_lines
+        if since_s is not None:
+            options["since_seconds"] = max(1, math.ceil(since_s))
+        path = PODS.path(namespace=namespace, name=name, sub="log")
+        try:
+            # Raw bytes: with content preloaded the client json-decodes a log that happens to be
+            # JSON and hands back its Python repr.
+            response = k8s_client.CoreV1Api(self._api).read_namespaced_pod_log(
+                name,
+                namespace,
+                _preload_content=False,
+                _request_timeout=self.request_timeout_s,
+                **options,
+            )
+        except ApiException as error:
+            if error.status in (400, 404):
+                return f"(no log: {_server_message(error)})\n"
+            raise _api_error(error, method="GET", path=path) from None
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            raise UnreachableError(f"GET {path}: {error}") from None
+        try:
+            return bytes(response.data).decode("utf-8", errors="replace")
+        finally:
+            response.release_conn()
+
     def watch(
         self,
         resource: Resource,
@@ -391,10 +438,16 @@ def _with_kind(obj: Obj, resource: Resource) -> Obj:
     return obj
 
 
-def _api_error(error: ApiException, *, method: str, path: str) -> ClusterError:
-    message = error.reason or "error"
+def _server_message(error: ApiException) -> str:
+    """The message of the Status the server answered with (its reason phrase if none)."""
+    message = str(error.reason or "error")
     with contextlib.suppress(ValueError, AttributeError):
-        message = json.loads(error.body or "{}").get("message", message)
+        message = str(json.loads(error.body or "{}").get("message", message))
+    return message
+
+
+def _api_error(error: ApiException, *, method: str, path: str) -> ClusterError:
+    message = _server_message(error)
     text = f"{method} {path}: {error.status} {message}"
     status = error.status
     if status == 404:

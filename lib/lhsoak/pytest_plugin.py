@@ -401,7 +401,9 @@ def assert_verdict(run: soak.SoakRun) -> None:
     findings = run.diagnose()
     result = run.finish()
     parsed = ledger.read(run.soak.run_dir / "ledger.jsonl")
-    report.attach_run(run.soak.run_dir, result, findings, snapshot=run.last_snapshot)
+    report.attach_run(
+        run.soak.run_dir, result, findings, snapshot=run.last_snapshot, logs=run.last_logs or None
+    )
     print(report.summary_text(result, parsed))
     if not result.passed:
         pytest.fail(report.failure_text(result, findings, parsed), pytrace=False)

@@ -7,6 +7,11 @@ that were there, removes the soak's objects (unless `keep`) and ends the ledger.
 A `Narrator` is told the story as it happens — each phase as a step, evidence where it was found — so a
 report lists what happened in the order it happened (the pytest plugin's narrator writes Allure steps).
 Long waits say every `progress_every_s` what they wait for, how long is left and what was seen so far.
+
+When the diagnosis finds a cause, the evidence carries the logs an SRE reads first (`log_sources`):
+the longhorn-manager pods of the nodes the findings point at and the blocking job pods, their last
+`LOG_TAIL_LINES` lines each (and the run before a restart). They go with the failed step's evidence
+and are kept with the run (`pod-logs.json`) for the report's attachments/logs/.
 """
 
 from __future__ import annotations
@@ -45,11 +50,18 @@ from lhsoak import (
     verdict,
 )
 from lhsoak.chaos import driver as chaos_driver
+from lhsoak.report import files as report_files
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 PROGRESS_EVERY_S = 20.0
 """Seconds between progress lines while a wait goes on (a wait shorter than this prints none)."""
+LOG_TAIL_LINES = 200
+"""Lines of each container log the evidence carries (`kubectl logs --tail`)."""
+LOG_MANAGER_PODS = 4
+"""longhorn-manager pods whose logs the evidence carries, at most."""
+LOG_JOB_PODS = 3
+"""Blocking job pods whose logs the evidence carries, at most."""
 
 
 class StepFailed(AssertionError):
@@ -79,8 +91,14 @@ class Narrator(Protocol):
         """One node's reboot proof, proven or not, inside that node's step (on its reboot thread)."""
         ...
 
-    def step_failed(self, outcome: StepOutcome, snapshot: diagnosis.ClusterSnapshot | None) -> None:
-        """A failed step's missed ticks, diagnosis and blocking objects, inside its tick check."""
+    def step_failed(
+        self,
+        outcome: StepOutcome,
+        snapshot: diagnosis.ClusterSnapshot | None,
+        logs: Mapping[str, str] | None = None,
+    ) -> None:
+        """A failed step's missed ticks, diagnosis, blocking objects and their logs (title → text),
+        inside its tick check."""
         ...
 
 
@@ -97,8 +115,13 @@ class Silent:
     def reboot_proven(self, proof: reboot.NodeReboot) -> None:
         del proof
 
-    def step_failed(self, outcome: StepOutcome, snapshot: diagnosis.ClusterSnapshot | None) -> None:
-        del outcome, snapshot
+    def step_failed(
+        self,
+        outcome: StepOutcome,
+        snapshot: diagnosis.ClusterSnapshot | None,
+        logs: Mapping[str, str] | None = None,
+    ) -> None:
+        del outcome, snapshot, logs
 
 
 class JobsDidNotFireAgain(AssertionError):
@@ -136,6 +159,8 @@ class SoakRun:
         self.environment = dict(environment or {})
         self.clock = clock
         self.last_snapshot: diagnosis.ClusterSnapshot | None = None
+        self.last_logs: dict[str, str] = {}
+        """The container logs the last `diagnose()` read (title → text; empty without findings)."""
         self.api: cluster.Cluster | None = None
         self.inventory: inventory.Inventory | None = None
         self.drivers: dict[str, chaos_driver.RebootDriver] = {}
@@ -565,7 +590,7 @@ class SoakRun:
             else:
                 what = str(not_recovered)
             what += self._remediate(outcome.findings)
-            self.narrator.step_failed(outcome, self.last_snapshot)
+            self.narrator.step_failed(outcome, self.last_snapshot, self.last_logs)
             raise StepFailed(self._failure_text(step, what, outcome.findings))
 
     # The documented workarounds: delete the Pending job pod (longhorn#7956), delete the stuck
@@ -723,6 +748,7 @@ class SoakRun:
         )
         findings = diagnosis.diagnose(snapshot, jobs=self.soak.jobs, stalled=stalled, thresholds=thresholds)
         self.final_findings = findings
+        self.last_logs = self._read_logs(findings, snapshot)
         for finding in findings:
             self._note(
                 "error" if finding.job in stalled else "warn",
@@ -735,6 +761,19 @@ class SoakRun:
                 },
             )
         return findings
+
+    def _read_logs(
+        self, findings: Sequence[diagnosis.Finding], snapshot: diagnosis.ClusterSnapshot
+    ) -> dict[str, str]:
+        """The logs of the pods the findings point at, kept with the run for the report."""
+        if not findings or self.api is None:
+            return {}
+        logs = read_logs(self.api, log_sources(findings, snapshot), now_s=self.clock())
+        try:
+            report_files.save_logs(self.soak.run_dir, logs)
+        except OSError as error:
+            self.progress(f"could not keep the pod logs with the run: {error}")
+        return logs
 
     def _proven_restarts(self) -> dict[str, float]:
         """Node → start of its last reboot proven by a new boot id (a container restart keeps its
@@ -902,6 +941,178 @@ class SoakRun:
         if value is None:
             raise RuntimeError("soak phase called out of order")
         return value
+
+
+# -- logs for the evidence ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogSource:
+    """One container log the evidence carries, and why."""
+
+    namespace: str
+    pod: str
+    container: str | None
+    """The container to read (None: the pod's only one)."""
+    why: str
+    """What makes it evidence ("longhorn-manager of worker-2, the node of job pod …")."""
+    previous: bool = False
+    """The run before the container's last restart (`kubectl logs --previous`)."""
+
+    @property
+    def title(self) -> str:
+        """The log's name in the report: the pod, and "(previous)" for the run before a restart."""
+        return f"{self.pod} (previous)" if self.previous else self.pod
+
+    def command(self, *, tail_lines: int) -> str:
+        """The kubectl command that reads the same log."""
+        container = f" -c {self.container}" if self.container else ""
+        previous = " --previous" if self.previous else ""
+        return f"kubectl -n {self.namespace} logs {self.pod}{container} --tail={tail_lines}{previous}"
+
+
+def log_sources(
+    findings: Sequence[diagnosis.Finding],
+    snapshot: diagnosis.ClusterSnapshot,
+    *,
+    manager_pods: int = LOG_MANAGER_PODS,
+    job_pods: int = LOG_JOB_PODS,
+) -> list[LogSource]:
+    """The logs an SRE reads first about `findings`: the longhorn-manager pods of the nodes they
+    point at (a job pod's node, a backup's node, a Node they name, the node of each stalled job's
+    latest backup; every manager when they point at none), then the blocking job pods — each also
+    as it ran before its last restart, if it restarted. At most `manager_pods` and `job_pods` pods;
+    none without findings."""
+    if not findings:
+        return []
+    pods = {(_meta(pod, "namespace"), _meta(pod, "name")): pod for pod in snapshot.pods}
+    managers = [pod for pod in snapshot.pods if _is_manager(pod)]
+    nodes: dict[str, str] = {}
+    blocking: list[Mapping[str, Any]] = []
+    for finding in findings:
+        for ref in finding.objects:
+            found = pods.get((ref.namespace or "", ref.name)) if ref.kind == "Pod" else None
+            if found is not None and not _is_manager(found):
+                if found not in blocking:
+                    blocking.append(found)
+                _note_node(nodes, _node_of(found), f"the node of job pod {ref.name}")
+            elif ref.kind == "Backup":
+                _note_node(nodes, _backup_node(snapshot, ref.name), f"the node of backup {ref.name}")
+            elif ref.kind == "Node" and ref.api_version == "v1":
+                _note_node(nodes, ref.name, "a node the diagnosis names")
+    for job in dict.fromkeys(finding.job for finding in findings if finding.job):
+        for backup in _latest_backups(snapshot, job):
+            name = _meta(backup, "name")
+            _note_node(nodes, _backup_node(snapshot, name), f"the node of {job}'s latest backup {name}")
+    chosen = [
+        (pod, f"longhorn-manager of {node}, {why}")
+        for node, why in nodes.items()
+        for pod in managers
+        if _node_of(pod) == node
+    ]
+    if not nodes:
+        chosen = [
+            (pod, "longhorn-manager (the findings name no node)") for pod in sorted(managers, key=_node_of)
+        ]
+    sources: list[LogSource] = []
+    for pod, why in chosen[:manager_pods]:
+        sources += _sources_of(pod, why)
+    for pod in blocking[:job_pods]:
+        sources += _sources_of(pod, f"job pod on {_node_of(pod) or 'no node'}, named by the diagnosis")
+    return sources
+
+
+def read_logs(
+    api: cluster.Cluster,
+    sources: Sequence[LogSource],
+    *,
+    tail_lines: int = LOG_TAIL_LINES,
+    now_s: float,
+) -> dict[str, str]:
+    """Each source's last `tail_lines` lines, under a header saying how to read it again and why it
+    is there; a log that cannot be read says why instead. Stops asking once the server is unreachable."""
+    logs: dict[str, str] = {}
+    unreachable: str | None = None
+    for source in sources:
+        header = f"# {source.command(tail_lines=tail_lines)}\n# {source.why}; read at {timestamps.to_rfc3339(now_s)}\n"
+        if unreachable is not None:
+            logs[source.title] = header + unreachable
+            continue
+        try:
+            text = api.pod_log(
+                source.namespace,
+                source.pod,
+                container=source.container,
+                tail_lines=tail_lines,
+                previous=source.previous,
+            )
+        except cluster.UnreachableError as error:
+            unreachable = text = f"(no log: the API server is unreachable: {error})\n"
+        except cluster.ClusterError as error:
+            text = f"(no log: {error})\n"
+        logs[source.title] = header + (text or "(the log is empty)\n")
+    return logs
+
+
+def _sources_of(pod: Mapping[str, Any], why: str) -> list[LogSource]:
+    namespace, name = _meta(pod, "namespace"), _meta(pod, "name")
+    container = _main_container(pod)
+    sources = [LogSource(namespace, name, container, why)]
+    if _restarts(pod, container) > 0:
+        sources.append(
+            LogSource(namespace, name, container, f"{why}; its run before the last restart", previous=True)
+        )
+    return sources
+
+
+def _note_node(nodes: dict[str, str], node: str, why: str) -> None:
+    if node:
+        nodes.setdefault(node, why)
+
+
+def _meta(obj: Mapping[str, Any], key: str) -> str:
+    return str((obj.get("metadata") or {}).get(key) or "")
+
+
+def _node_of(pod: Mapping[str, Any]) -> str:
+    return str((pod.get("spec") or {}).get("nodeName") or "")
+
+
+def _is_manager(pod: Mapping[str, Any]) -> bool:
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    return labels.get("app") == longhorn.MANAGER_APP
+
+
+def _main_container(pod: Mapping[str, Any]) -> str | None:
+    """longhorn-manager's container in its pod (the pod has a second one in newer releases), else
+    the pod's first container."""
+    names = [str(c.get("name") or "") for c in (pod.get("spec") or {}).get("containers") or ()]
+    if longhorn.MANAGER_APP in names:
+        return longhorn.MANAGER_APP
+    return names[0] if names else None
+
+
+def _restarts(pod: Mapping[str, Any], container: str | None) -> int:
+    for status in (pod.get("status") or {}).get("containerStatuses") or ():
+        if container is None or status.get("name") == container:
+            return int(status.get("restartCount") or 0)
+    return 0
+
+
+def _backup_node(snapshot: diagnosis.ClusterSnapshot, name: str) -> str:
+    for backup in snapshot.backups:
+        if _meta(backup, "name") == name:
+            return str((backup.get("status") or {}).get("ownerID") or "")
+    return ""
+
+
+def _latest_backups(
+    snapshot: diagnosis.ClusterSnapshot, job: str, *, count: int = 2
+) -> list[Mapping[str, Any]]:
+    """The job's newest backups (one per volume, as a run makes), newest first."""
+    mine = [b for b in snapshot.backups if artifacts.backup_job(b) == job]
+    mine.sort(key=lambda b: _meta(b, "creationTimestamp"), reverse=True)
+    return mine[:count]
 
 
 def _role(node: dict[str, Any]) -> str:

@@ -3,8 +3,8 @@
 One soak (lab profile stuck-pending: the backup job's pod stays Pending after the reboot) is run once
 and shared by every test here, across xdist workers. Its allure-results tell the failed step in the
 order it happened — the wait for the phase, each node's reboot and proof, the wait for the jobs to
-fire again, the tick check with the diagnosis — with set-up and tear-down reduced to what a QA reader
-needs; its terminal output shows progress on the long waits. The HTML report, opened in headless
+fire again, the tick check with the diagnosis and the longhorn-manager and job pod logs — with set-up
+and tear-down reduced to what a QA reader needs; its terminal output shows progress on the long waits. The HTML report, opened in headless
 Chromium, shows the failed verdict under its category with the timeline picture; the screenshot is
 kept at reports/report-check/lab-soak-stuck-pending.png for a person to look at.
 """
@@ -136,6 +136,36 @@ def test_the_failed_step_tells_what_happened_in_the_order_it_happened(caught: So
     )
     # Nothing is attached to the test after the fact: the evidence is where it was found.
     assert set(_attachment_names(step)) <= {"log", "stdout", "stderr"}
+
+
+def test_the_failed_step_carries_the_longhorn_manager_logs_about_the_stuck_job(caught: Soak) -> None:
+    tick_check = _step(_results(caught)[STEP_ONE], "no tick of any job missed")
+    logs = {
+        attachment["name"].removeprefix("logs: "): (caught.results / attachment["source"]).read_text()
+        for attachment in tick_check["attachments"]
+        if attachment["name"].startswith("logs: ")
+    }
+    managers = {title: text for title, text in logs.items() if title.startswith("longhorn-manager-")}
+    job_pods = [title for title in logs if title.startswith("soak-backup-")]
+
+    # The backup the stuck job ran, as its node's manager logged it (client-go's event log line).
+    about_the_job = [
+        line
+        for text in managers.values()
+        for line in text.splitlines()
+        if "label map[RecurringJob:soak-backup]" in line
+    ]
+    assert about_the_job, "\n".join(managers.values())
+    assert all(
+        re.match(r'time="\S+Z" level=\w+ msg="Event\(v1.ObjectReference', line) for line in about_the_job
+    )
+    assert all(
+        text.startswith("# kubectl -n longhorn-system logs longhorn-manager-") for text in managers.values()
+    )
+    assert len(job_pods) == 1, list(logs)
+    assert "is waiting to start: ContainerCreating" in logs[job_pods[0]]
+    kept = sorted(path.name for path in (caught.run_dir / "attachments" / "logs").glob("*.log"))
+    assert f"{job_pods[0]}.log" in kept, kept
 
 
 def test_each_node_is_rebooted_and_proven_inside_the_reboot_step(caught: Soak) -> None:

@@ -1,17 +1,24 @@
 """The lab's Kubernetes API endpoint: HTTPS on 127.0.0.1, bearer token, the real REST API over a Store.
 
 Serves discovery (legacy and aggregated), the kinds in `kinds.ALL` with get, list, watch, create,
-update, patch, delete and deletecollection, the status subresource, Tables for kubectl, a minimal
-OpenAPI v3 (so kubectl sends server-side field validation instead of validating client-side) and
-`/metrics` with `apiserver_request_total` as upstream names it. `go_down()`/`come_up()` emulate the
-control-plane node rebooting: connections refused, watches cut, state and versions kept.
+update, patch, delete and deletecollection, the status subresource, pods/log (what `kubectl logs`
+reads, from `lhsoak.lab.logs`), Tables for kubectl, a minimal OpenAPI v3 (so kubectl sends
+server-side field validation instead of validating client-side) and `/metrics` with
+`apiserver_request_total` as upstream names it. `go_down()`/`come_up()` emulate the control-plane
+node rebooting: connections refused, watches cut, state and versions kept.
+
+pods/log answers as the API server and the kubelet behind it do: text/plain; `container`,
+`tailLines`, `sinceSeconds`, `sinceTime`, `timestamps`, `previous`, `limitBytes` and `follow`;
+422 for invalid options, 400 for a container the pod does not have or a pod with no node, the
+kubelet's 400s for a container with no log to show ("is waiting to start: ContainerCreating",
+"previous terminated container … not found"), 500 while the node's kubelet is unreachable.
 
 Not served (a clean error, never a wrong answer): protobuf and CBOR request bodies (415; kubectl's
 typed commands such as `kubectl create namespace` send protobuf, `kubectl create -f`/`apply` send
-JSON), server-side apply (415; kubectl says so), pods/log, exec, eviction and other subresources
-(404), CRDs created at run time (stored, but they add no served kind), writes to kinds whose
-discovery lists only get, list and watch (405; apps/v1 DaemonSets, which the lab's DaemonSet
-controller alone writes).
+JSON), server-side apply (415; kubectl says so), exec, eviction and other subresources (404), CRDs
+created at run time (stored, but they add no served kind), writes to kinds whose discovery lists
+only get, list and watch (405; apps/v1 DaemonSets, which the lab's DaemonSet controller alone
+writes).
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from typing import Any, Literal, NamedTuple
 import yaml
 from aiohttp import web
 
-from lhsoak.lab import kinds, pki, store
+from lhsoak.lab import kinds, logs, pki, store
 from lhsoak.lab.kinds import Kind
 from lhsoak.lab.store import ApiError, Obj, Store
 
@@ -407,6 +414,10 @@ class ApiServer:
     # -- resource endpoints --
 
     async def _resource(self, request: web.Request, target: Target) -> web.StreamResponse:
+        if target.subresource == "log" and target.kind == kinds.POD and target.name:
+            if request.method != "GET":
+                raise _method_not_allowed(request.method)
+            return await self._pod_log(request, target)
         if target.subresource not in (None, "status") or (
             target.subresource == "status" and not target.kind.has_status
         ):
@@ -586,6 +597,61 @@ class ApiServer:
             raise store.BadRequest(f'propagationPolicy: Unsupported value: "{value}"')
         return policies[value]
 
+    # -- pods/log --
+
+    async def _pod_log(self, request: web.Request, target: Target) -> web.StreamResponse:
+        name = _name(target)
+        pod = self.store.get(kinds.POD, name, namespace=target.namespace)
+        options = LogOptions.parse(request.query, pod_name=name)
+        container = _log_container(pod, options.container)
+        node = str((pod.get("spec") or {}).get("nodeName") or "")
+        if not node:
+            raise store.BadRequest(f"pod {name} does not have a host assigned")
+        pod_logs = logs.of(self.store, clock=self._clock)
+        if not pod_logs.node_reachable(node):
+            # What the API server's dial to the kubelet says; not a Status from REST storage.
+            address = f"{_kubelet_host(self.store, node)}:{logs.KUBELET_PORT}"
+            raise ApiError(
+                f'Get "https://{address}/containerLogs/{target.namespace}/{name}/{container}": '
+                f"dial tcp {address}: connect: connection refused",
+                code=500,
+                reason="",
+            )
+        run = pod_logs.run(pod, container, _log_container_id(pod, container, previous=options.previous))
+        selected = options.select(run.lines() if run is not None else [], now_s=self._clock())
+        if not options.follow or run is None or not run.running:
+            return web.Response(body=options.limit(selected), content_type="text/plain")
+        return await self._follow(request, run, options, first=selected)
+
+    async def _follow(
+        self, request: web.Request, run: logs.ContainerRun, options: LogOptions, *, first: bytes
+    ) -> web.StreamResponse:
+        """Stream the run's log until it ends, the client goes or limitBytes is spent."""
+        response = web.StreamResponse(status=200, headers={"Content-Type": "text/plain"})
+        await response.prepare(request)
+        budget = options.limit_bytes
+        written = run.written
+
+        async def send(chunk: bytes) -> bool:
+            nonlocal budget
+            if budget is not None:
+                chunk, budget = chunk[:budget], budget - len(chunk[:budget])
+            if chunk:
+                await response.write(chunk)
+            return budget is None or budget > 0
+
+        with contextlib.suppress(ConnectionResetError, asyncio.CancelledError):
+            going = await send(first)
+            while going and run.running:
+                if request.transport is None or request.transport.is_closing():
+                    return response
+                await run.changed(timeout_s=self.config.watch_liveness_check_s)
+                fresh, written = run.lines_after(written), run.written
+                going = await send(options.format(fresh))
+        with contextlib.suppress(ConnectionResetError, RuntimeError):
+            await response.write_eof()
+        return response
+
     # -- field validation (unknown fields of custom resources) --
 
     def _check_fields(self, request: web.Request, kind: Kind, body: Obj, target: Target | None) -> None:
@@ -735,6 +801,155 @@ class ApiServer:
         return line
 
 
+# --- pods/log ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogOptions:
+    """core/v1 PodLogOptions, from a pods/log request's query."""
+
+    container: str = ""
+    follow: bool = False
+    previous: bool = False
+    timestamps: bool = False
+    tail_lines: int | None = None
+    since_seconds: int | None = None
+    since_time_s: float | None = None
+    limit_bytes: int | None = None
+
+    @classmethod
+    def parse(cls, query: Mapping[str, str], *, pod_name: str) -> LogOptions:
+        """The options, validated as ValidatePodLogOptions does (422 Invalid naming the fields)."""
+        since_time = query.get("sinceTime")
+        options = cls(
+            container=query.get("container", ""),
+            follow=_truthy(query.get("follow")),
+            previous=_truthy(query.get("previous")),
+            timestamps=_truthy(query.get("timestamps")),
+            tail_lines=_int_param(query, "tailLines"),
+            since_seconds=_int_param(query, "sinceSeconds"),
+            since_time_s=_rfc3339_param("sinceTime", since_time) if since_time else None,
+            limit_bytes=_int_param(query, "limitBytes"),
+        )
+        problems = options._problems()
+        if problems:
+            shown = problems[0] if len(problems) == 1 else "[" + ", ".join(problems) + "]"
+            raise store.Invalid(f'PodLogOptions "{pod_name}" is invalid: {shown}')
+        return options
+
+    def _problems(self) -> list[str]:
+        problems = []
+        if self.tail_lines is not None and self.tail_lines < 0:
+            problems.append(
+                f"tailLines: Invalid value: {self.tail_lines}: must be greater than or equal to 0"
+            )
+        if self.limit_bytes is not None and self.limit_bytes < 1:
+            problems.append(f"limitBytes: Invalid value: {self.limit_bytes}: must be greater than 0")
+        if self.since_seconds is not None and self.since_time_s is not None:
+            problems.append(": Forbidden: at most one of `sinceTime` or `sinceSeconds` may be specified")
+        elif self.since_seconds is not None and self.since_seconds < 1:
+            problems.append(f"sinceSeconds: Invalid value: {self.since_seconds}: must be greater than 0")
+        return problems
+
+    def select(self, lines: list[logs.Line], *, now_s: float) -> bytes:
+        """The kubelet's reading of a log: the last `tailLines`, then those since the cut-off."""
+        if self.tail_lines is not None:
+            lines = lines[len(lines) - self.tail_lines :] if self.tail_lines else []
+        since_s = self.since_time_s
+        if self.since_seconds is not None:
+            since_s = now_s - self.since_seconds
+        if since_s is not None:
+            lines = [line for line in lines if line.at_s >= since_s]
+        return self.format(lines)
+
+    def format(self, lines: list[logs.Line]) -> bytes:
+        if self.timestamps:
+            return "".join(f"{logs.rfc3339_nano(line.at_s)} {line.text}\n" for line in lines).encode()
+        return "".join(f"{line.text}\n" for line in lines).encode()
+
+    def limit(self, text: bytes) -> bytes:
+        return text if self.limit_bytes is None else text[: self.limit_bytes]
+
+
+def _rfc3339_param(name: str, value: str) -> float:
+    try:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError as exc:
+        raise store.BadRequest(f'{name}: Invalid value: "{value}": must be an RFC 3339 time') from exc
+
+
+def _log_container(pod: Obj, container: str) -> str:
+    """The container a pods/log request names, as the API server validates it (400 otherwise)."""
+    spec = pod.get("spec") or {}
+    names = [str(c.get("name", "")) for c in spec.get("containers") or ()]
+    name = pod["metadata"]["name"]
+    if not container:
+        if len(names) == 1:
+            return names[0]
+        if not names:
+            raise store.BadRequest(f"a container name must be specified for pod {name}")
+        every = [*names, *(str(c.get("name", "")) for c in spec.get("initContainers") or ())]
+        raise store.BadRequest(
+            f"a container name must be specified for pod {name}, choose one of: [{' '.join(every)}]"
+        )
+    known = {*names, *(str(c.get("name", "")) for c in spec.get("initContainers") or ())}
+    if container not in known:
+        raise store.BadRequest(f"container {container} is not valid for pod {name}")
+    return container
+
+
+def _log_container_id(pod: Obj, container: str, *, previous: bool) -> str:
+    """The run whose log the kubelet reads, from the pod's status (validateContainerLogStatus);
+    400 with the kubelet's words when there is none."""
+    pod_name = pod["metadata"]["name"]
+    statuses = (pod.get("status") or {}).get("containerStatuses") or ()
+    found = [s for s in statuses if s.get("name") == container]
+    if not found:
+        raise store.BadRequest(f'container "{container}" in pod "{pod_name}" is not available')
+    status = found[0]
+    last = (status.get("lastState") or {}).get("terminated")
+    state = status.get("state") or {}
+    if previous:
+        if not last or not last.get("containerID"):
+            raise store.BadRequest(
+                f'previous terminated container "{container}" in pod "{pod_name}" not found'
+            )
+        return str(last["containerID"])
+    if state.get("running") is not None:
+        return str(status.get("containerID", ""))
+    terminated = state.get("terminated")
+    if terminated is not None:
+        if terminated.get("containerID"):
+            return str(terminated["containerID"])
+        if last and last.get("containerID"):
+            return str(last["containerID"])
+        raise store.BadRequest(f'container "{container}" in pod "{pod_name}" is terminated')
+    if last is not None:
+        if not last.get("containerID"):
+            raise store.BadRequest(f'container "{container}" in pod "{pod_name}" is terminated')
+        return str(last["containerID"])
+    waiting = state.get("waiting")
+    if waiting is not None:
+        reason = {
+            "ErrImagePull": "image can't be pulled",
+            "ImagePullBackOff": "trying and failing to pull image",
+        }.get(str(waiting.get("reason")), str(waiting.get("reason", "")))
+        raise store.BadRequest(f'container "{container}" in pod "{pod_name}" is waiting to start: {reason}')
+    raise store.BadRequest(f'container "{container}" in pod "{pod_name}" is waiting to start - no logs yet')
+
+
+def _kubelet_host(lab: Store, node: str) -> str:
+    """The address the API server dials for a node's kubelet: its InternalIP."""
+    try:
+        obj = lab.get(kinds.NODE, node)
+    except store.NotFound:
+        return node
+    for address in (obj.get("status") or {}).get("addresses") or ():
+        if address.get("type") == "InternalIP":
+            return str(address.get("address"))
+    return node
+
+
 # --- the store a fresh lab cluster starts with ------------------------------------------------------
 
 
@@ -832,6 +1047,10 @@ def _resource_list(group: str, version: str) -> Obj:
                     "verbs": _status_verbs(kind),
                 }
             )
+        if kind == kinds.POD:
+            resources.append(
+                {"name": "pods/log", "singularName": "", "namespaced": True, "kind": "Pod", "verbs": ["get"]}
+            )
     return {
         "kind": "APIResourceList",
         "apiVersion": "v1",
@@ -877,6 +1096,10 @@ def _aggregated_resource(kind: Kind) -> Obj:
         entry["subresources"] = [
             {"subresource": "status", "responseKind": response_kind, "verbs": _status_verbs(kind)}
         ]
+    if kind == kinds.POD:
+        entry.setdefault("subresources", []).append(
+            {"subresource": "log", "responseKind": response_kind, "verbs": ["get"]}
+        )
     return entry
 
 
@@ -950,7 +1173,10 @@ def _method_not_allowed(method: str) -> ApiError:
 
 
 def _status_response(error: ApiError) -> web.Response:
-    return _json_response(error.status(), status=error.code)
+    body = error.status()
+    if not body.get("reason"):
+        del body["reason"]  # metav1.Status omits an empty (unknown) reason
+    return _json_response(body, status=error.code)
 
 
 def _line(obj: Obj) -> bytes:

@@ -185,7 +185,9 @@ def attach_blocking_state(
     *,
     logs: Mapping[str, str] | None = None,
 ) -> None:
-    """Attach the findings' objects (CronJob, Job, Pod, Node, Backup ...) as YAML, their events, logs."""
+    """Attach the findings' objects (CronJob, Job, Pod, Node, Backup ...) as YAML, their events, and
+    `logs` (title → text: the longhorn-manager and job pods the findings point at), one attachment
+    "logs: <title>" each."""
     if not active():
         return
     refs = [ref for finding in findings for ref in finding.objects]
@@ -231,8 +233,13 @@ class Narration:
     def reboot_proven(self, proof: reboot.NodeReboot) -> None:
         attach_reboot_proof(proof)
 
-    def step_failed(self, outcome: soak.StepOutcome, snapshot: diagnosis.ClusterSnapshot | None) -> None:
-        attach_step_failure(outcome, snapshot=snapshot)
+    def step_failed(
+        self,
+        outcome: soak.StepOutcome,
+        snapshot: diagnosis.ClusterSnapshot | None,
+        logs: Mapping[str, str] | None = None,
+    ) -> None:
+        attach_step_failure(outcome, snapshot=snapshot, logs=logs)
 
 
 class QuietFixtures:

@@ -3,8 +3,10 @@
 `build(run_dir)` reads `ledger.jsonl` (and judges it, unless given the verdict), then writes the
 timeline and lag pictures (PNG + SVG), the per-tick table (CSV + HTML), the plain-text summary, the
 diagnosis notes, `verdict.json` when the run has none, and — when the run failed and the cluster state
-is at hand — the blocking objects as YAML with their events and any longhorn-manager logs. The pytest
-plugin attaches these files to Allure; `lhsoak report` builds them for any run directory.
+is at hand — the blocking objects as YAML with their events; and the container logs the soak read
+when it diagnosed a cause (longhorn-manager and blocking job pods, kept with the run in
+`pod-logs.json`), one file each under `logs/`. The pytest plugin attaches these files to Allure;
+`lhsoak report` builds them for any run directory.
 """
 
 from __future__ import annotations
@@ -24,11 +26,23 @@ from lhsoak.report import ticks as tick_rows
 from lhsoak.report.allure_files import Attachment
 from lhsoak.timestamps import to_rfc3339
 
-__all__ = ["ATTACHMENTS_DIR", "RunFiles", "blocking_objects_yaml", "build", "events_text", "notes_text"]
+__all__ = [
+    "ATTACHMENTS_DIR",
+    "LOGS_FILE",
+    "RunFiles",
+    "blocking_objects_yaml",
+    "build",
+    "events_text",
+    "notes_text",
+    "save_logs",
+    "saved_logs",
+]
 
 ATTACHMENTS_DIR = "attachments"
 LEDGER_FILE = "ledger.jsonl"
 VERDICT_FILE = "verdict.json"
+LOGS_FILE = "pod-logs.json"
+"""The container logs the soak read for its evidence, title → text, kept in the run directory."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +78,10 @@ def build(
     snapshot: diagnosis.ClusterSnapshot | None = None,
     logs: Mapping[str, str] | None = None,
 ) -> RunFiles:
-    """Write every attachment of the run in `run_dir`; LedgerError/OSError when its ledger is unreadable."""
+    """Write every attachment of the run in `run_dir`; LedgerError/OSError when its ledger is unreadable.
+
+    `logs` (title → text) defaults, for a failed run, to those the soak kept with it (`saved_logs`).
+    """
     # matplotlib takes about a second to import: only a run that draws pays for it.
     from lhsoak.report import timeline
 
@@ -99,6 +116,8 @@ def build(
     ]
     if findings and snapshot is not None and not result.passed:
         written += _cluster_state(out, findings, snapshot)
+    if logs is None and not result.passed:
+        logs = saved_logs(run_dir)
     for name, text in sorted((logs or {}).items()):
         path = _write(out / "logs" / f"{_file_safe(name)}.log", text)
         written.append(Attachment(f"logs: {name}", path, "text/plain"))
@@ -110,6 +129,24 @@ def build(
         failure_message=message,
         attachments=tuple(written),
     )
+
+
+def save_logs(run_dir: Path, logs: Mapping[str, str]) -> Path:
+    """Keep container logs with the run (`pod-logs.json`), for `build` to attach later."""
+    path = run_dir / LOGS_FILE
+    path.write_text(json.dumps(dict(logs), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def saved_logs(run_dir: Path) -> dict[str, str]:
+    """The container logs kept with the run (empty when there are none or the file is unreadable)."""
+    try:
+        data = json.loads((run_dir / LOGS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(title): str(text) for title, text in data.items()}
 
 
 def _summary(message: str, result: verdict.Verdict, led: ledger.Ledger) -> str:

@@ -18,6 +18,11 @@ Failures:
 
 Error backups stay (upstream removes them only after the `failed-backup-ttl` setting, 1440 min).
 Events on the volume, reason = the new state, as the backup controller records them.
+
+The longhorn-manager pod of the backup's node (`status.ownerID`) logs it as upstream's does: the
+backup monitor enabled when the backup starts, every event it records (client-go's broadcaster
+logs each one), the monitor cancelled when the backup ends — and nothing when a backup is stuck
+(longhorn#9168: its monitor died with the node).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from lhsoak.lab import kinds
+from lhsoak.lab import kinds, logs
 from lhsoak.lab.controllers.events import EventRecorder
 from lhsoak.lab.controllers.longhorn_manager import NAMESPACE
 from lhsoak.lab.controllers.longhorn_volumes import VOLUME_SIZE, node_up
@@ -48,6 +53,14 @@ BACKUP_SIZE = "2097152"
 
 _BACKUP = "backup"
 _TARGET = "target"
+
+# Where longhorn-manager v1.12.1 logs what this controller emulates (func, file:line).
+_ENABLE_MONITOR = logs.Caller(
+    "controller.(*BackupController).enableBackupMonitor", "backup_controller.go:1020"
+)
+_MONITOR_FAILED = logs.Caller("controller.(*BackupController).reconcile", "backup_controller.go:455")
+_MONITOR_CANCELED = logs.Caller("engineapi.(*BackupMonitor).linerTimer", "backup_monitor.go:226")
+_EVENT_LOGGED = logs.Caller("record.(*eventBroadcasterImpl).StartLogging.func1", "event.go:377")
 
 
 @dataclass
@@ -338,8 +351,38 @@ class Backups(Reconciler):
             kinds.LH_BACKUP, name, write, namespace=NAMESPACE, subresource="status"
         )
         new_state = (updated.get("status") or {}).get("state")
-        if new_state != old_state and new_state in ("InProgress", "Completed", "Error"):
+        if new_state == old_state:
+            return
+        if new_state == "InProgress":
+            self._log_monitor_enabled(updated)
+        if new_state in ("InProgress", "Completed", "Error"):
             self._record(updated)
+        if new_state in FINAL_STATES:
+            self._log_monitor_closed(updated, str(old_state or ""))
+
+    def _manager_log(self, backup: Obj) -> logs.Logger:
+        """The backup controller's logger in the longhorn-manager of the backup's node."""
+        node = str((backup.get("status") or {}).get("ownerID") or "")
+        pod_logs = logs.of(self.ctx.store, clock=self.ctx.clock)
+        return pod_logs.manager(node).with_fields(controller="longhorn-backup", node=node)
+
+    def _log_monitor_enabled(self, backup: Obj) -> None:
+        name = backup["metadata"]["name"]
+        self._manager_log(backup).info(f"Enable backup monitor for backup {name}", caller=_ENABLE_MONITOR)
+
+    def _log_monitor_closed(self, backup: Obj, old_state: str) -> None:
+        name = backup["metadata"]["name"]
+        log = self._manager_log(backup).with_fields(backup=name)
+        if old_state == "InProgress":
+            # Disabling the monitor cancels its polling context; upstream logs that as a warning.
+            log.with_error("context canceled").warning(
+                "Sync backup status canceled", caller=_MONITOR_CANCELED
+            )
+        elif (backup.get("status") or {}).get("state") == "Error":
+            error = (backup.get("status") or {}).get("error", "")
+            log.with_error(error).warning(
+                f"Failed to enable the backup monitor for backup {name}", caller=_MONITOR_FAILED
+            )
 
     def _record(self, backup: Obj) -> None:
         volume = self._volume_of(backup)
@@ -355,7 +398,15 @@ class Backups(Reconciler):
         kind: Literal["Normal", "Warning"] = "Normal"
         if status.get("error"):
             kind, message = "Warning", f"{message}: {status['error']}"
-        self.recorder.event(object_ref(volume), kind, state, message)
+        involved = object_ref(volume)
+        self.recorder.event(involved, kind, state, message)
+        # The manager's event broadcaster logs every event it records (StartLogging(logrus.Infof)),
+        # through logrus' standard logger: no fields.
+        standard = logs.of(self.ctx.store, clock=self.ctx.clock).manager(str(status.get("ownerID") or ""))
+        standard.info(
+            f"Event({_go_object_reference(involved)}): type: '{kind}' reason: '{state}' {message}",
+            caller=_EVENT_LOGGED,
+        )
 
     # -- helpers --
 
@@ -406,6 +457,21 @@ class Backups(Reconciler):
             f"failed to get backup status of snapshot {snapshot}: rpc error: code = Unavailable desc = "
             f"connection error: the engine on node {run.node} is gone"
         )
+
+
+def _go_object_reference(ref: Obj) -> str:
+    """A core/v1 ObjectReference as Go's %#v prints it."""
+    fields = (
+        ("Kind", "kind"),
+        ("Namespace", "namespace"),
+        ("Name", "name"),
+        ("UID", "uid"),
+        ("APIVersion", "apiVersion"),
+        ("ResourceVersion", "resourceVersion"),
+        ("FieldPath", "fieldPath"),
+    )
+    inner = ", ".join(f"{go}:{logs.go_quote(str(ref.get(key, '')))}" for go, key in fields)
+    return f"v1.ObjectReference{{{inner}}}"
 
 
 def _replica(node: str) -> str:

@@ -31,7 +31,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
-from lhsoak.lab import kinds
+from lhsoak.lab import kinds, logs
 from lhsoak.lab.controllers.events import EventRecorder, EventType
 from lhsoak.lab.controllers.meta import Key, Obj, key_of, object_ref, rfc3339, set_condition, uid_of
 from lhsoak.lab.controllers.reconciler import Context, Reconciler
@@ -78,6 +78,7 @@ class Kubelet(Reconciler):
             link=ctx.link,
         )
         self._runner = runner
+        self._logs = logs.of(ctx.store, clock=ctx.clock)
         self._runs: dict[str, _Run] = {}
         self._preexisting: set[str] | None = None
         self._pod_ip_seq = 0
@@ -89,6 +90,7 @@ class Kubelet(Reconciler):
         if self._unsubscribe is None:
             self._unsubscribe = self.machine.subscribe(self._on_machine)
             self.ctx.link.on_up(self._on_api_up)
+        self._logs.set_node_reachable(self.node_name, self.machine.kubelet_active)
         if self.machine.kubelet_active:
             self._activate(registering=False)
 
@@ -110,12 +112,15 @@ class Kubelet(Reconciler):
         if event.kind == "shutdown-started" and self.ctx.profile.lost_pod_fate == "replaced":
             self._graceful_shutdown()
         elif event.kind == "kubelet-stopped":
+            # The API server reaches container logs through the kubelet (port 10250): not now.
+            self._logs.set_node_reachable(self.node_name, False)
             self._kill_all()
             self.ctx.link.drop(self.writer)
             self.ctx.link.drop(self.recorder.writer)
             self._preexisting = None
             self.pause()
         elif event.kind == "kubelet-started":
+            self._logs.set_node_reachable(self.node_name, True)
             self._activate(registering=True)
 
     def _on_api_up(self) -> None:
@@ -188,9 +193,10 @@ class Kubelet(Reconciler):
         self._event(pod, "Normal", "Started", f"Started container {container}")
         self._write_status(pod, self._running_status(pod, pod_ip, start_s, restart_count, last_state))
         while True:
-            exit_code = await self._runner(pod)
+            container_id = _container_id(pod, restart_count)
+            exit_code = await self._run_process(pod, container, container_id)
             finished_s = self.ctx.clock()
-            terminated = _terminated(exit_code, start_s, finished_s)
+            terminated = _terminated(exit_code, start_s, finished_s, container_id=container_id)
             restart_policy = _restart_policy(pod)
             if exit_code == 0 and restart_policy != "Always":
                 self._write_status(
@@ -216,6 +222,16 @@ class Kubelet(Reconciler):
             start_s = self.ctx.clock()
             self._event(pod, "Normal", "Started", f"Started container {container}")
             self._write_status(pod, self._running_status(pod, pod_ip, start_s, restart_count, last_state))
+
+    async def _run_process(self, pod: Obj, container: str, container_id: str) -> int:
+        """Run the container's process with its stdout connected to the run's log."""
+        output = self._logs.started(pod, container, container_id=container_id)
+        token = logs.stdout.set(output)
+        try:
+            return await self._runner(pod)
+        finally:
+            logs.stdout.reset(token)
+            self._logs.stopped(pod, container, container_id=container_id)
 
     def _graceful_shutdown(self) -> None:
         if not self.ctx.link.up:
@@ -354,7 +370,7 @@ class Kubelet(Reconciler):
             "restartCount": restart_count,
             "image": _container_image(pod),
             "imageID": f"docker.io/{_container_image(pod)}@sha256:{'0' * 64}",
-            "containerID": f"containerd://{uid_of(pod).replace('-', '')}{restart_count:04x}",
+            "containerID": _container_id(pod, restart_count),
         }
 
     def _running_status(
@@ -474,8 +490,15 @@ def _previous_container(pod: Obj) -> tuple[int, Obj | None]:
     }
 
 
-def _terminated(exit_code: int, start_s: float, finished_s: float) -> Obj:
+def _container_id(pod: Obj, restart_count: int) -> str:
+    """The runtime's ID of run `restart_count` of the pod's container (what pods/log reads)."""
+    return f"containerd://{uid_of(pod).replace('-', '')}{restart_count:04x}"
+
+
+def _terminated(exit_code: int, start_s: float, finished_s: float, *, container_id: str) -> Obj:
+    # containerID names the run whose log `kubectl logs --previous` reads after a restart.
     return {
+        "containerID": container_id,
         "exitCode": exit_code,
         "reason": "Completed" if exit_code == 0 else "Error",
         "startedAt": rfc3339(start_s),
@@ -507,6 +530,7 @@ def _shutdown_status(pod: Obj, now_s: float) -> Obj:
                 "started": False,
                 "state": {
                     "terminated": {
+                        "containerID": container.get("containerID", ""),
                         "exitCode": EXIT_KILLED,
                         "reason": "Error",
                         "startedAt": running.get("startedAt"),

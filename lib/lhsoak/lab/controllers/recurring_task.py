@@ -21,12 +21,19 @@ As app/recurring_job.go and app/recurringjob/*.go of longhorn-manager v1.9:
    container restarts under restartPolicy OnFailure), else 0.
 
 The lab's API calls wait while the API endpoint is down (upstream retries its first call for about
-a minute); every other wait is event-driven.
+a minute); every other wait is event-driven, except that the wait for a backup wakes every
+`BACKUP_STATUS_POLL_S` to log its progress, as upstream's loop logs at each poll.
+
+What the process prints goes to its container's log (`lhsoak.lab.logs.stdout`), with upstream's
+messages, callers and fields (app/recurringjob/volume.go of v1.12.1): the volumes found, each
+volume job's steps, "Creating backup …, current progress …" while a backup runs, the clean-ups,
+and the error a failed run exits with.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import uuid
@@ -34,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lhsoak.lab import kinds
+from lhsoak.lab import kinds, logs
 from lhsoak.lab.controllers.backups import (
     ACTIVE_STATES,
     FINAL_STATES,
@@ -62,6 +69,31 @@ SNAPSHOT_TASKS = ("snapshot", "snapshot-force-create")
 BACKUP_TASKS = ("backup", "backup-force-create")
 DEFAULT_CONCURRENCY = 10
 PARAMETER_FULL_BACKUP_INTERVAL = "full-backup-interval"
+BACKUP_STATUS_POLL_S = 0.5
+"""Seconds between the progress lines of a backup being waited on (upstream: WaitInterval, 5 s)."""
+
+
+def _caller(func: str, line: int, file: str = "volume.go") -> logs.Caller:
+    return logs.Caller(f"recurringjob.{func}", f"{file}:{line}")
+
+
+# Where longhorn-manager v1.12.1 logs each message (app/recurringjob/volume.go unless named).
+_SETTING = _caller("StartVolumeJobs", 32)
+_FOUND = _caller("StartVolumeJobs", 51)
+_CREATING_VOLUME_JOB = _caller("startVolumeJob", 84)
+_VOLUME_JOB_FAILED = _caller("startVolumeJob", 88)
+_CREATED_VOLUME_JOB = _caller("startVolumeJob", 92)
+_STARTING = _caller("(*VolumeJob).run", 141)
+_RUNNING_BACKUP = _caller("(*VolumeJob).run", 176)
+_RUNNING_SNAPSHOT = _caller("(*VolumeJob).run", 180)
+_FINISHED_SNAPSHOT = _caller("(*VolumeJob).doRecurringSnapshot.func1", 189)
+_SNAPSHOT_DONE = _caller("(*VolumeJob).doSnapshot", 266)
+_SNAPSHOT_CLEANED = _caller("(*VolumeJob).doSnapshotCleanup", 319)
+_FINISHED_BACKUP = _caller("(*VolumeJob).doRecurringBackup.func1", 450)
+_BACKUP_DONE = _caller("(*VolumeJob).doRecurringBackup", 525)
+_BACKUP_PROGRESS = _caller("(*VolumeJob).doRecurringBackup", 527)
+_BACKUP_CLEANED = _caller("(*VolumeJob).doRecurringBackup", 562)
+_FATAL = logs.Caller("app.RecurringJobCmd.func1", "recurring_job.go:31")
 
 
 class TaskFailed(Exception):
@@ -86,6 +118,7 @@ async def run(env: TaskEnv, job_name: str, namespace: str) -> int:
         await _run(env, job_name, namespace)
     except (TaskFailed, WaitTimeout, ApiError) as exc:
         logger.info("recurring job %s failed: %s", job_name, exc)
+        logs.stdout.get().with_error(exc).fatal("Failed to do a recurring job", caller=_FATAL)
         return 1
     return 0
 
@@ -101,6 +134,11 @@ async def _run(env: TaskEnv, job_name: str, namespace: str) -> None:
     if spec.get("task") == "system-backup":
         return
     allow_detached = await api.setting("allow-recurring-job-while-volume-detached") == "true"
+    out = logs.stdout.get()
+    out.info(
+        f"Setting allow-recurring-job-while-volume-detached is {str(allow_detached).lower()}",
+        caller=_SETTING,
+    )
     selectors = [f"{JOB_LABEL_PREFIX}{job_name}={LABEL_ENABLED}"]
     selectors += [f"{GROUP_LABEL_PREFIX}{group}={LABEL_ENABLED}" for group in spec.get("groups") or ()]
     names: list[str] = []
@@ -108,6 +146,7 @@ async def _run(env: TaskEnv, job_name: str, namespace: str) -> None:
         for volume in await api.list(kinds.LH_VOLUME, label_selector=selector):
             if volume["metadata"]["name"] not in names and _eligible(volume, allow_detached=allow_detached):
                 names.append(volume["metadata"]["name"])
+    out.info(f"Found {len(names)} volumes with recurring job {job_name}", caller=_FOUND)
     concurrency = int(spec.get("concurrency") or DEFAULT_CONCURRENCY)
     limiter = asyncio.Semaphore(max(1, concurrency))
     execution_count = int((recurring_job.get("status") or {}).get("executionCount", 0))
@@ -200,8 +239,31 @@ class _VolumeJob:
         self.volume_name = volume_name
         self.spec_labels = {**(spec.get("labels") or {}), SPEC_LABEL_RECURRING_JOB: self.job_name}
         self.snapshot_name = f"{self.job_name[:8]}-{uuid.UUID(int=env.rng.getrandbits(128), version=4)}"
+        self.log = logs.stdout.get().with_fields(
+            job=self.job_name,
+            task=self.task,
+            retain=self.retain,
+            parameters=self.parameters,
+            executionCount=execution_count,
+            concurrent=int(spec.get("concurrency") or DEFAULT_CONCURRENCY),
+            groups=",".join(spec.get("groups") or ()),
+            volumeName=volume_name,
+            snapshotName=self.snapshot_name,
+            specLabels=json.dumps(self.spec_labels, separators=(",", ":"), sort_keys=True),
+        )
 
     async def run(self) -> None:
+        """startVolumeJob: the volume job, logged as created or failed."""
+        self.log.info("Creating volume job", caller=_CREATING_VOLUME_JOB)
+        try:
+            await self.run_steps()
+        except (TaskFailed, WaitTimeout, ApiError) as exc:
+            self.log.with_error(exc).error("Failed to run volume job", caller=_VOLUME_JOB_FAILED)
+            raise
+        self.log.info("Created volume job", caller=_CREATED_VOLUME_JOB)
+
+    async def run_steps(self) -> None:
+        self.log.info("Starting volume job", caller=_STARTING)
         volume = await self.api.get_or_none(kinds.LH_VOLUME, self.volume_name)
         if volume is None:
             return
@@ -216,11 +278,15 @@ class _VolumeJob:
         if self.task == "filesystem-trim":
             return
         if self.task in BACKUP_TASKS:
+            self.log.info(f"Running recurring backup for volume {self.volume_name}", caller=_RUNNING_BACKUP)
             await self.backup(volume)
+            self.log.info("Finished recurring backup", caller=_FINISHED_BACKUP)
             return
+        self.log.info(f"Running recurring snapshot for volume {self.volume_name}", caller=_RUNNING_SNAPSHOT)
         if self.task in SNAPSHOT_TASKS:
             await self.snapshot()
         await self.cleanup_snapshots(backup_done=False)
+        self.log.info("Finished recurring snapshot", caller=_FINISHED_SNAPSHOT)
 
     # -- snapshots --
 
@@ -264,6 +330,7 @@ class _VolumeJob:
         )
         if ready is None:
             raise TaskFailed(f"snapshot {self.snapshot_name} of volume {self.volume_name} disappeared")
+        self.log.info(f"Complete creating the snapshot {self.snapshot_name}", caller=_SNAPSHOT_DONE)
 
     async def cleanup_snapshots(self, *, backup_done: bool) -> None:
         snapshots = await self.volume_snapshots()
@@ -291,6 +358,9 @@ class _VolumeJob:
         for name in doomed:
             if name not in in_use:
                 await self.api.delete(kinds.LH_SNAPSHOT, name)
+                self.log.info(
+                    f"Cleaned up snapshot CR {name} for {self.volume_name}", caller=_SNAPSHOT_CLEANED
+                )
 
     async def last_backup_snapshot(self) -> set[str]:
         volume = await self.api.get_or_none(kinds.LH_VOLUME, self.volume_name)
@@ -344,25 +414,43 @@ class _VolumeJob:
         )
         if started is None:
             raise TaskFailed(f"cannot find the status of the backup for snapshot {self.snapshot_name}")
-        # Upstream loops on the backup status with no timeout: a backup stuck InProgress holds
-        # the job, and with it the Forbid CronJob, for ever (longhorn#9168, #9417).
-        done = await self.api.until(
-            kinds.LH_BACKUP,
-            name,
-            lambda b: (b.get("status") or {}).get("state") in FINAL_STATES,
-            what=f"backup {name} to finish",
-            timeout_s=None,
-        )
+        done = await self.backup_finished(name)
         if done is None:
             raise TaskFailed(f"cannot find the status of the backup for snapshot {self.snapshot_name}")
         status = done.get("status") or {}
         if status.get("state") != "Completed":
             raise TaskFailed(f"failed to create backup {name}: {status.get('error', '')}")
+        self.log.info(f"Completed creating backup {name}", caller=_BACKUP_DONE)
         try:
             await self.cleanup_backups()
         except ApiError as exc:
             logger.info("created backup %s but its cleanup failed: %s", name, exc)
         await self.cleanup_snapshots(backup_done=True)
+
+    async def backup_finished(self, name: str) -> Obj | None:
+        """The backup once Completed, Error or Unknown; None if it is gone. Logs its progress at
+        every poll while it runs."""
+        # Upstream loops on the backup status with no timeout: a backup stuck InProgress holds
+        # the job, and with it the Forbid CronJob, for ever (longhorn#9168, #9417).
+        while True:
+            backup = await self.api.get_or_none(kinds.LH_BACKUP, name)
+            if backup is None:
+                return None
+            status = backup.get("status") or {}
+            if status.get("state") in FINAL_STATES:
+                return backup
+            progress = int(status.get("progress") or 0)
+            self.log.info(f"Creating backup {name}, current progress {progress}", caller=_BACKUP_PROGRESS)
+            try:
+                return await self.api.until(
+                    kinds.LH_BACKUP,
+                    name,
+                    lambda b: (b.get("status") or {}).get("state") in FINAL_STATES,
+                    what=f"backup {name} to finish",
+                    timeout_s=BACKUP_STATUS_POLL_S,
+                )
+            except WaitTimeout:
+                continue
 
     async def cleanup_backups(self) -> None:
         backups = await self.api.list(
@@ -381,6 +469,10 @@ class _VolumeJob:
         )
         for backup in dated[: max(0, len(dated) - self.retain)]:
             await self.api.delete(kinds.LH_BACKUP, backup["metadata"]["name"])
+            self.log.info(
+                f"Cleaned up backup {backup['metadata']['name']} for {self.volume_name}",
+                caller=_BACKUP_CLEANED,
+            )
 
 
 def _created_order(obj: Obj) -> tuple[float, int]:
