@@ -6,19 +6,18 @@ that were there, removes the soak's objects (unless `keep`) and ends the ledger.
 
 A `Narrator` is told the story as it happens — each phase as a step, evidence where it was found — so a
 report lists what happened in the order it happened (the pytest plugin's narrator writes Allure steps).
-Long waits say every `progress_every_s` what they wait for, how long is left and what was seen so far.
+Long waits say every `progress_every_s` what they wait for, how long is left and what was seen so far
+(`lhsoak.progress`).
 
-When the diagnosis finds a cause, the evidence carries the logs an SRE reads first (`log_sources`):
-the longhorn-manager pods of the nodes the findings point at and the blocking job pods, their last
-`LOG_TAIL_LINES` lines each (and the run before a restart). They go with the failed step's evidence
-and are kept with the run (`pod-logs.json`) for the report's attachments/logs/.
+When the diagnosis finds a cause, the evidence carries the logs an SRE reads first (`lhsoak.pod_logs`).
+They go with the failed step's evidence and are kept with the run (`pod-logs.json`) for the report's
+attachments/logs/.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime as dt
 import json
 import logging
 import threading
@@ -42,6 +41,8 @@ from lhsoak import (
     longhorn,
     monitor,
     plan,
+    pod_logs,
+    progress,
     reboot,
     recorder,
     report,
@@ -54,14 +55,7 @@ from lhsoak.report import files as report_files
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-PROGRESS_EVERY_S = 20.0
-"""Seconds between progress lines while a wait goes on (a wait shorter than this prints none)."""
-LOG_TAIL_LINES = 200
-"""Lines of each container log the evidence carries (`kubectl logs --tail`)."""
-LOG_MANAGER_PODS = 4
-"""longhorn-manager pods whose logs the evidence carries, at most."""
-LOG_JOB_PODS = 3
-"""Blocking job pods whose logs the evidence carries, at most."""
+PROGRESS_EVERY_S = progress.EVERY_S
 
 
 class StepFailed(AssertionError):
@@ -428,9 +422,13 @@ class SoakRun:
         schedules = [schedule.parse(job.cron) for job in self.soak.jobs]
         at = plan.phase_start(self.chaos.phase, now_s=self.clock(), schedules=schedules)
         if at > self.clock():
-            with self.phase(f"wait for the {self.chaos.phase} phase of the schedule, at {_hms(at)}"):
+            with self.phase(
+                f"wait for the {self.chaos.phase} phase of the schedule, at {progress.clock_time(at)}"
+            ):
                 self.progress(f"waiting {at - self.clock():.1f}s for the {self.chaos.phase} phase")
-                self._wait_until(at, what=f"waiting for the {self.chaos.phase} phase at {_hms(at)}")
+                self._wait_until(
+                    at, what=f"waiting for the {self.chaos.phase} phase at {progress.clock_time(at)}"
+                )
         if self.chaos.phase == "during-backup":
             with self.phase("wait for a backup of the soak's backup job to be InProgress"):
                 self._wait_backup_in_progress()
@@ -529,7 +527,7 @@ class SoakRun:
         now_s = self.clock()
         wanted = set(jobs)
         return ", ".join(
-            f"next {job.name} tick {_hms(tick)} ({_in_or_ago(tick - now_s)})"
+            f"next {job.name} tick {progress.clock_time(tick)} ({progress.in_or_ago(tick - now_s)})"
             for job in self.soak.jobs
             if job.name in wanted
             for tick in [schedule.parse(job.cron).next_after(now_s)]
@@ -547,7 +545,7 @@ class SoakRun:
             return True if self._every_job_fired_since(recovered_after) else None
 
         def seen(_view: recorder.ClusterView) -> str:
-            status = recovery_status(
+            status = progress.recovery_status(
                 jobs=self.soak.jobs,
                 volumes=self._require(self.setup).volumes,
                 fires=self._require_recorder().fires_snapshot(),
@@ -560,7 +558,7 @@ class SoakRun:
         try:
             recovered = rec.view.wait_for(
                 check,
-                what=f"every job to fire on every volume after {_hms(recovered_after)}",
+                what=f"every job to fire on every volume after {progress.clock_time(recovered_after)}",
                 deadline_s=deadline_s,
                 seen=seen,
                 progress=self.progress,
@@ -570,7 +568,9 @@ class SoakRun:
             raise JobsDidNotFireAgain(str(error)) from None
         if not recovered:
             raise JobsDidNotFireAgain("a tick was missed while waiting for every job to fire again")
-        self._fact(f"fired again after {_hms(recovered_after)}: {self._fire_counts(recovered_after)}")
+        self._fact(
+            f"fired again after {progress.clock_time(recovered_after)}: {self._fire_counts(recovered_after)}"
+        )
 
     def _check_ticks(
         self, step: plan.Step, outcome: StepOutcome, *, misses_before: int, not_recovered: str | None
@@ -707,7 +707,7 @@ class SoakRun:
         watch_from, missed_before = self.clock(), len(self._misses)
 
         def seen() -> str:
-            return watch_status(
+            return progress.watch_status(
                 jobs=self.soak.jobs,
                 fires=self._require_recorder().fires_snapshot(),
                 since_s=watch_from,
@@ -717,7 +717,9 @@ class SoakRun:
 
         with self.phase(f"watch {ticks} more ticks of every job"):
             self._wait_until(
-                until, what=f"watching {ticks} more ticks of every job until {_hms(until)}", seen=seen
+                until,
+                what=f"watching {ticks} more ticks of every job until {progress.clock_time(until)}",
+                seen=seen,
             )
 
     def diagnose(self) -> list[diagnosis.Finding]:
@@ -768,7 +770,7 @@ class SoakRun:
         """The logs of the pods the findings point at, kept with the run for the report."""
         if not findings or self.api is None:
             return {}
-        logs = read_logs(self.api, log_sources(findings, snapshot), now_s=self.clock())
+        logs = pod_logs.read_logs(self.api, pod_logs.log_sources(findings, snapshot), now_s=self.clock())
         try:
             report_files.save_logs(self.soak.run_dir, logs)
         except OSError as error:
@@ -922,7 +924,7 @@ class SoakRun:
         def tell(left_s: float) -> None:
             self.progress(f"{what} ({left_s:.0f} s left)" + (f"; {seen()}" if seen else ""))
 
-        wait_until(
+        progress.wait_until(
             epoch_s,
             clock=self.clock,
             pause=lambda timeout_s: self._time_passes.wait(timeout=timeout_s),
@@ -941,178 +943,6 @@ class SoakRun:
         if value is None:
             raise RuntimeError("soak phase called out of order")
         return value
-
-
-# -- logs for the evidence ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LogSource:
-    """One container log the evidence carries, and why."""
-
-    namespace: str
-    pod: str
-    container: str | None
-    """The container to read (None: the pod's only one)."""
-    why: str
-    """What makes it evidence ("longhorn-manager of worker-2, the node of job pod …")."""
-    previous: bool = False
-    """The run before the container's last restart (`kubectl logs --previous`)."""
-
-    @property
-    def title(self) -> str:
-        """The log's name in the report: the pod, and "(previous)" for the run before a restart."""
-        return f"{self.pod} (previous)" if self.previous else self.pod
-
-    def command(self, *, tail_lines: int) -> str:
-        """The kubectl command that reads the same log."""
-        container = f" -c {self.container}" if self.container else ""
-        previous = " --previous" if self.previous else ""
-        return f"kubectl -n {self.namespace} logs {self.pod}{container} --tail={tail_lines}{previous}"
-
-
-def log_sources(
-    findings: Sequence[diagnosis.Finding],
-    snapshot: diagnosis.ClusterSnapshot,
-    *,
-    manager_pods: int = LOG_MANAGER_PODS,
-    job_pods: int = LOG_JOB_PODS,
-) -> list[LogSource]:
-    """The logs an SRE reads first about `findings`: the longhorn-manager pods of the nodes they
-    point at (a job pod's node, a backup's node, a Node they name, the node of each stalled job's
-    latest backup; every manager when they point at none), then the blocking job pods — each also
-    as it ran before its last restart, if it restarted. At most `manager_pods` and `job_pods` pods;
-    none without findings."""
-    if not findings:
-        return []
-    pods = {(_meta(pod, "namespace"), _meta(pod, "name")): pod for pod in snapshot.pods}
-    managers = [pod for pod in snapshot.pods if _is_manager(pod)]
-    nodes: dict[str, str] = {}
-    blocking: list[Mapping[str, Any]] = []
-    for finding in findings:
-        for ref in finding.objects:
-            found = pods.get((ref.namespace or "", ref.name)) if ref.kind == "Pod" else None
-            if found is not None and not _is_manager(found):
-                if found not in blocking:
-                    blocking.append(found)
-                _note_node(nodes, _node_of(found), f"the node of job pod {ref.name}")
-            elif ref.kind == "Backup":
-                _note_node(nodes, _backup_node(snapshot, ref.name), f"the node of backup {ref.name}")
-            elif ref.kind == "Node" and ref.api_version == "v1":
-                _note_node(nodes, ref.name, "a node the diagnosis names")
-    for job in dict.fromkeys(finding.job for finding in findings if finding.job):
-        for backup in _latest_backups(snapshot, job):
-            name = _meta(backup, "name")
-            _note_node(nodes, _backup_node(snapshot, name), f"the node of {job}'s latest backup {name}")
-    chosen = [
-        (pod, f"longhorn-manager of {node}, {why}")
-        for node, why in nodes.items()
-        for pod in managers
-        if _node_of(pod) == node
-    ]
-    if not nodes:
-        chosen = [
-            (pod, "longhorn-manager (the findings name no node)") for pod in sorted(managers, key=_node_of)
-        ]
-    sources: list[LogSource] = []
-    for pod, why in chosen[:manager_pods]:
-        sources += _sources_of(pod, why)
-    for pod in blocking[:job_pods]:
-        sources += _sources_of(pod, f"job pod on {_node_of(pod) or 'no node'}, named by the diagnosis")
-    return sources
-
-
-def read_logs(
-    api: cluster.Cluster,
-    sources: Sequence[LogSource],
-    *,
-    tail_lines: int = LOG_TAIL_LINES,
-    now_s: float,
-) -> dict[str, str]:
-    """Each source's last `tail_lines` lines, under a header saying how to read it again and why it
-    is there; a log that cannot be read says why instead. Stops asking once the server is unreachable."""
-    logs: dict[str, str] = {}
-    unreachable: str | None = None
-    for source in sources:
-        header = f"# {source.command(tail_lines=tail_lines)}\n# {source.why}; read at {timestamps.to_rfc3339(now_s)}\n"
-        if unreachable is not None:
-            logs[source.title] = header + unreachable
-            continue
-        try:
-            text = api.pod_log(
-                source.namespace,
-                source.pod,
-                container=source.container,
-                tail_lines=tail_lines,
-                previous=source.previous,
-            )
-        except cluster.UnreachableError as error:
-            unreachable = text = f"(no log: the API server is unreachable: {error})\n"
-        except cluster.ClusterError as error:
-            text = f"(no log: {error})\n"
-        logs[source.title] = header + (text or "(the log is empty)\n")
-    return logs
-
-
-def _sources_of(pod: Mapping[str, Any], why: str) -> list[LogSource]:
-    namespace, name = _meta(pod, "namespace"), _meta(pod, "name")
-    container = _main_container(pod)
-    sources = [LogSource(namespace, name, container, why)]
-    if _restarts(pod, container) > 0:
-        sources.append(
-            LogSource(namespace, name, container, f"{why}; its run before the last restart", previous=True)
-        )
-    return sources
-
-
-def _note_node(nodes: dict[str, str], node: str, why: str) -> None:
-    if node:
-        nodes.setdefault(node, why)
-
-
-def _meta(obj: Mapping[str, Any], key: str) -> str:
-    return str((obj.get("metadata") or {}).get(key) or "")
-
-
-def _node_of(pod: Mapping[str, Any]) -> str:
-    return str((pod.get("spec") or {}).get("nodeName") or "")
-
-
-def _is_manager(pod: Mapping[str, Any]) -> bool:
-    labels = (pod.get("metadata") or {}).get("labels") or {}
-    return labels.get("app") == longhorn.MANAGER_APP
-
-
-def _main_container(pod: Mapping[str, Any]) -> str | None:
-    """longhorn-manager's container in its pod (the pod has a second one in newer releases), else
-    the pod's first container."""
-    names = [str(c.get("name") or "") for c in (pod.get("spec") or {}).get("containers") or ()]
-    if longhorn.MANAGER_APP in names:
-        return longhorn.MANAGER_APP
-    return names[0] if names else None
-
-
-def _restarts(pod: Mapping[str, Any], container: str | None) -> int:
-    for status in (pod.get("status") or {}).get("containerStatuses") or ():
-        if container is None or status.get("name") == container:
-            return int(status.get("restartCount") or 0)
-    return 0
-
-
-def _backup_node(snapshot: diagnosis.ClusterSnapshot, name: str) -> str:
-    for backup in snapshot.backups:
-        if _meta(backup, "name") == name:
-            return str((backup.get("status") or {}).get("ownerID") or "")
-    return ""
-
-
-def _latest_backups(
-    snapshot: diagnosis.ClusterSnapshot, job: str, *, count: int = 2
-) -> list[Mapping[str, Any]]:
-    """The job's newest backups (one per volume, as a run makes), newest first."""
-    mine = [b for b in snapshot.backups if artifacts.backup_job(b) == job]
-    mine.sort(key=lambda b: _meta(b, "creationTimestamp"), reverse=True)
-    return mine[:count]
 
 
 def _role(node: dict[str, Any]) -> str:
@@ -1147,77 +977,3 @@ class _Lines:
         """The lines kept since the last take, as text ("" for none)."""
         lines, self._lines = self._lines, []
         return "".join(f"{line}\n" for line in lines)
-
-
-def _hms(epoch_s: float) -> str:
-    """Local wall-clock time, as the progress lines' own stamps show it."""
-    return dt.datetime.fromtimestamp(epoch_s).strftime("%H:%M:%S")
-
-
-def _in_or_ago(delta_s: float) -> str:
-    return f"in {delta_s:.0f} s" if delta_s >= 0 else f"{-delta_s:.0f} s ago"
-
-
-def wait_until(
-    epoch_s: float,
-    *,
-    clock: Callable[[], float],
-    pause: Callable[[float], object],
-    every_s: float,
-    tell: Callable[[float], None],
-) -> None:
-    """Wait until `clock()` reaches `epoch_s` in pauses of at most `every_s`, calling `tell(left_s)`
-    after each pause that did not end the wait (a wait shorter than `every_s` tells nothing)."""
-    while (left_s := epoch_s - clock()) > 0:
-        pause(min(left_s, every_s))
-        left_s = epoch_s - clock()
-        if left_s > 0:
-            tell(left_s)
-
-
-def recovery_status(
-    *,
-    jobs: Sequence[config.JobSpec],
-    volumes: Sequence[str],
-    fires: Iterable[artifacts.Artifact],
-    after_s: float,
-    now_s: float,
-) -> str:
-    """What a wait for every job's first fire after `after_s` has seen by `now_s`, job by job:
-    when that tick is (or was) and on how many volumes it is done or still running."""
-    fresh = [fire for fire in fires if fire.started >= after_s and fire.volume in volumes]
-    parts = []
-    for job in jobs:
-        done = {fire.volume for fire in fresh if fire.job == job.name and fire.done is not None}
-        if len(done) == len(volumes):
-            parts.append(f"{job.name} done on every volume")
-            continue
-        running = {fire.volume for fire in fresh if fire.job == job.name and fire.done is None} - done
-        # Ticks fall on whole seconds: the first one counted may be at `after_s` itself.
-        first_s = schedule.parse(job.cron).next_after(after_s - 0.001)
-        seen = [f"done on {len(done)} of {len(volumes)} volumes"] if done else []
-        seen += [f"running on {len(running)}"] if running else []
-        parts.append(
-            f"{job.name}: first tick {_hms(first_s)} ({_in_or_ago(first_s - now_s)}), "
-            f"seen so far: {', '.join(seen) or 'nothing'}"
-        )
-    return "; ".join(parts)
-
-
-def watch_status(
-    *,
-    jobs: Sequence[config.JobSpec],
-    fires: Iterable[artifacts.Artifact],
-    since_s: float,
-    now_s: float,
-    missed: int,
-) -> str:
-    """What watching more ticks has seen by `now_s`: fires done since `since_s` per job, each
-    job's next tick, and the ticks missed meanwhile."""
-    fires = list(fires)
-    parts = []
-    for job in jobs:
-        done = sum(1 for f in fires if f.job == job.name and f.done is not None and f.started >= since_s)
-        next_s = schedule.parse(job.cron).next_after(now_s)
-        parts.append(f"{job.name}: {done} fire{'' if done == 1 else 's'} done, next tick {_hms(next_s)}")
-    return "; ".join(parts) + f"; missed ticks: {missed or 'none'}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lhsoak import diagnosis, soak
+from lhsoak import diagnosis, pod_logs
 
 NS = "longhorn-system"
 
@@ -67,14 +67,14 @@ def snapshot(*objects: dict[str, Any]) -> diagnosis.ClusterSnapshot:
     )
 
 
-def titles(sources: list[soak.LogSource]) -> list[str]:
+def titles(sources: list[pod_logs.LogSource]) -> list[str]:
     return [source.title for source in sources]
 
 
 def test_a_stuck_job_pod_brings_its_nodes_manager_and_itself() -> None:
     stuck = pod("soak-backup-29000000-abcde", "worker-2")
 
-    sources = soak.log_sources([finding(stuck)], snapshot(*MANAGERS, stuck))
+    sources = pod_logs.log_sources([finding(stuck)], snapshot(*MANAGERS, stuck))
 
     assert titles(sources) == [
         "longhorn-manager-worker-2",
@@ -95,7 +95,7 @@ def test_a_backup_brings_the_manager_of_its_node_and_so_does_the_jobs_latest_bac
     older = backup("backup-bbbb", owner="worker-1", job="soak-backup", created="2026-01-01T00:00:00Z")
     oldest = backup("backup-cccc", owner="worker-2", job="soak-backup", created="2025-12-31T00:00:00Z")
 
-    sources = soak.log_sources([finding(stuck)], snapshot(*MANAGERS, stuck, older, oldest))
+    sources = pod_logs.log_sources([finding(stuck)], snapshot(*MANAGERS, stuck, older, oldest))
 
     assert titles(sources) == ["longhorn-manager-worker-3", "longhorn-manager-worker-1"]
     assert sources[0].why.endswith("the node of backup backup-aaaa")
@@ -105,7 +105,7 @@ def test_a_backup_brings_the_manager_of_its_node_and_so_does_the_jobs_latest_bac
 def test_findings_that_name_no_node_bring_every_manager_within_the_bound() -> None:
     target_down = finding(job=None)
 
-    sources = soak.log_sources([target_down], snapshot(*MANAGERS), manager_pods=2)
+    sources = pod_logs.log_sources([target_down], snapshot(*MANAGERS), manager_pods=2)
 
     assert titles(sources) == [
         "longhorn-manager-worker-1",
@@ -118,7 +118,7 @@ def test_findings_that_name_no_node_bring_every_manager_within_the_bound() -> No
 def test_job_pods_are_bounded_and_a_manager_pod_named_by_a_finding_is_not_a_job_pod() -> None:
     stuck = [pod(f"soak-snap-2900000{n}-xyz", "worker-1") for n in range(5)]
 
-    sources = soak.log_sources([finding(MANAGERS[0], *stuck)], snapshot(*MANAGERS, *stuck), job_pods=2)
+    sources = pod_logs.log_sources([finding(MANAGERS[0], *stuck)], snapshot(*MANAGERS, *stuck), job_pods=2)
 
     assert titles(sources) == [
         "longhorn-manager-worker-1",
@@ -128,4 +128,4 @@ def test_job_pods_are_bounded_and_a_manager_pod_named_by_a_finding_is_not_a_job_
 
 
 def test_no_findings_no_logs() -> None:
-    assert soak.log_sources([], snapshot(*MANAGERS)) == []
+    assert pod_logs.log_sources([], snapshot(*MANAGERS)) == []

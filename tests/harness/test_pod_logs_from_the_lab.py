@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from lhsoak import cluster, config, diagnosis, soak
+from lhsoak import cluster, config, diagnosis, pod_logs
 from lhsoak.lab import kinds, kubeconfig
 from lhsoak.lab.cluster import manager_pod
 from lhsoak.lab.controllers.seed import seed_volume
@@ -99,7 +99,7 @@ def test_the_logs_of_a_backup_that_does_not_finish_are_read_over_http(
             findings = diagnosis.diagnose(
                 snapshot, jobs=[JOB], thresholds=diagnosis.Thresholds(backup_stuck_after_s=0.001)
             )
-            logs = soak.read_logs(api, soak.log_sources(findings, snapshot), now_s=time.time())
+            logs = pod_logs.read_logs(api, pod_logs.log_sources(findings, snapshot), now_s=time.time())
             if not any("current progress" in text for text in logs.values()):
                 raise NotYet(f"findings {[f.category for f in findings]}, logs {list(logs)}")
             return logs

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from lhsoak import artifacts, config, soak
+from lhsoak import artifacts, config, progress
 
 SNAP = config.JobSpec("soak-snap", "snapshot", "*/2 * * * *")
 BACKUP = config.JobSpec("soak-backup", "backup", "*/2 * * * *")
@@ -45,7 +45,7 @@ def test_a_long_wait_tells_how_long_is_left_after_every_interval() -> None:
     clock = _Clock(1000.0)
     told: list[float] = []
 
-    soak.wait_until(1065.0, clock=clock, pause=clock.pause, every_s=20.0, tell=told.append)
+    progress.wait_until(1065.0, clock=clock, pause=clock.pause, every_s=20.0, tell=told.append)
 
     assert told == [45.0, 25.0, 5.0]
     assert clock.pauses == [20.0, 20.0, 20.0, 5.0]
@@ -56,7 +56,7 @@ def test_a_wait_shorter_than_the_interval_tells_nothing() -> None:
     clock = _Clock(1000.0)
     told: list[float] = []
 
-    soak.wait_until(1008.0, clock=clock, pause=clock.pause, every_s=20.0, tell=told.append)
+    progress.wait_until(1008.0, clock=clock, pause=clock.pause, every_s=20.0, tell=told.append)
 
     assert told == []
     assert clock() == 1008.0
@@ -69,14 +69,14 @@ def test_a_wait_woken_early_waits_on_to_its_end() -> None:
     def wakes_early(seconds: float) -> None:
         clock.pause(min(seconds, 3.0))
 
-    soak.wait_until(1010.0, clock=clock, pause=wakes_early, every_s=20.0, tell=told.append)
+    progress.wait_until(1010.0, clock=clock, pause=wakes_early, every_s=20.0, tell=told.append)
 
     assert clock() == 1010.0
     assert told == [7.0, 4.0, 1.0]
 
 
 def test_before_the_first_tick_the_recovery_wait_names_it_and_how_soon_it_comes() -> None:
-    status = soak.recovery_status(
+    status = progress.recovery_status(
         jobs=(SNAP, BACKUP), volumes=VOLUMES, fires=(), after_s=TICK_S - 30, now_s=TICK_S - 42
     )
 
@@ -94,7 +94,7 @@ def test_after_the_first_tick_the_recovery_wait_says_where_each_job_is_done_or_s
         _fire("soak-backup", "vol-2", started=TICK_S - 119, done=TICK_S - 100),
     ]
 
-    status = soak.recovery_status(
+    status = progress.recovery_status(
         jobs=(SNAP, BACKUP), volumes=VOLUMES, fires=fires, after_s=TICK_S - 30, now_s=TICK_S + 25
     )
 
@@ -105,7 +105,9 @@ def test_after_the_first_tick_the_recovery_wait_says_where_each_job_is_done_or_s
 
 
 def test_a_tick_at_the_very_start_of_the_recovery_wait_is_its_first() -> None:
-    status = soak.recovery_status(jobs=(SNAP,), volumes=VOLUMES, fires=(), after_s=TICK_S, now_s=TICK_S - 5)
+    status = progress.recovery_status(
+        jobs=(SNAP,), volumes=VOLUMES, fires=(), after_s=TICK_S, now_s=TICK_S - 5
+    )
 
     assert f"first tick {_hms(TICK_S)} (in 5 s)" in status
 
@@ -118,7 +120,7 @@ def test_watching_more_ticks_counts_the_fires_since_it_began_and_names_the_next_
         _fire("soak-snap", "vol-1", started=TICK_S - 119, done=TICK_S - 118),
     ]
 
-    status = soak.watch_status(
+    status = progress.watch_status(
         jobs=(SNAP, BACKUP), fires=fires, since_s=TICK_S - 10, now_s=TICK_S + 30, missed=0
     )
 
@@ -130,6 +132,6 @@ def test_watching_more_ticks_counts_the_fires_since_it_began_and_names_the_next_
 
 
 def test_watching_more_ticks_counts_the_ticks_missed_meanwhile() -> None:
-    status = soak.watch_status(jobs=(BACKUP,), fires=(), since_s=TICK_S, now_s=TICK_S + 5, missed=4)
+    status = progress.watch_status(jobs=(BACKUP,), fires=(), since_s=TICK_S, now_s=TICK_S + 5, missed=4)
 
     assert status.endswith("; missed ticks: 4")
