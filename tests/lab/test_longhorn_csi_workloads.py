@@ -310,9 +310,23 @@ def test_kubectl_shows_a_fresh_labs_csi_deployments_and_daemonsets_ready(tmp_pat
             timeout=30,
             check=False,
         )
+        table = subprocess.run(
+            [KUBECTL, "-n", NS, "get", "deploy,rs"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
     finally:
         lab.stop()
     assert shown.returncode == 0, shown.stderr
+    # The columns kubectl prints for a real cluster's Deployments and ReplicaSets.
+    rows = [line.split() for line in table.stdout.splitlines()]
+    assert ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"] in rows, table.stdout + table.stderr
+    assert ["NAME", "DESIRED", "CURRENT", "READY", "AGE"] in rows, table.stdout
+    attacher = next(row for row in rows if row[0] == "deployment.apps/csi-attacher")
+    assert attacher[1:4] == [f"{DEPLOYMENTS['csi-attacher']}/{DEPLOYMENTS['csi-attacher']}", "3", "3"]
     items = json.loads(shown.stdout)["items"]
     found = {(item["kind"], item["metadata"]["name"]): item["status"] for item in items}
     assert sorted(found) == sorted(

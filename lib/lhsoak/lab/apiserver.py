@@ -1511,6 +1511,11 @@ def _int_field(path: str) -> Callable[[Obj, float], int]:
     return cell
 
 
+def _ready_of_replicas(obj: Obj, now: float) -> str:
+    """A Deployment's READY as kubectl prints it: "readyReplicas/spec.replicas"."""
+    return f"{int(_path(obj, '.status.readyReplicas') or 0)}/{int(_path(obj, '.spec.replicas') or 0)}"
+
+
 def _node_selector(obj: Obj, now: float) -> str:
     selector = _path(obj, ".spec.template.spec.nodeSelector") or {}
     return ",".join(f"{key}={selector[key]}" for key in sorted(selector)) or "<none>"
@@ -1618,6 +1623,26 @@ _BUILTIN_COLUMNS: dict[Kind, list[Column]] = {
         Column("Up-to-date", _int_field(".status.updatedNumberScheduled"), type="integer"),
         Column("Available", _int_field(".status.numberAvailable"), type="integer"),
         Column("Node Selector", _node_selector),
+        AGE,
+        Column("Containers", _containers(".spec.template.spec.containers", "name"), priority=1),
+        Column("Images", _containers(".spec.template.spec.containers", "image"), priority=1),
+        Column("Selector", _label_selector, priority=1),
+    ],
+    kinds.DEPLOYMENT: [
+        NAME,
+        Column("Ready", _ready_of_replicas),
+        Column("Up-to-date", _int_field(".status.updatedReplicas"), type="integer"),
+        Column("Available", _int_field(".status.availableReplicas"), type="integer"),
+        AGE,
+        Column("Containers", _containers(".spec.template.spec.containers", "name"), priority=1),
+        Column("Images", _containers(".spec.template.spec.containers", "image"), priority=1),
+        Column("Selector", _label_selector, priority=1),
+    ],
+    kinds.REPLICASET: [
+        NAME,
+        Column("Desired", _int_field(".spec.replicas"), type="integer"),
+        Column("Current", _int_field(".status.replicas"), type="integer"),
+        Column("Ready", _int_field(".status.readyReplicas"), type="integer"),
         AGE,
         Column("Containers", _containers(".spec.template.spec.containers", "name"), priority=1),
         Column("Images", _containers(".spec.template.spec.containers", "image"), priority=1),
