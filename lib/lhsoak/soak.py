@@ -251,7 +251,26 @@ class SoakRun:
             lines.append(step.title)
         if not steps:
             lines.append("no chaos: the jobs are watched only")
-        return "\n".join(lines)
+        return "\n".join([*lines, *self._expected_ticks(len(steps))])
+
+    def _expected_ticks(self, steps: int) -> list[str]:
+        """How long the plan takes at the least, the ticks each job has in it, and which are excused."""
+        period_s = self.period_s
+        # Each step waits for a tick of every job after its nodes are back, then the run watches more.
+        ticks_of_slowest = steps + self.soak.ticks_after_chaos
+        window_s = ticks_of_slowest * period_s
+        lines = [
+            f"at least {window_s:.0f}s: each step spans at least one tick of the slowest job "
+            f"(every {period_s:.0f}s), then {self.soak.ticks_after_chaos} more ticks are watched"
+        ]
+        for job in self.soak.jobs:
+            ticks = ticks_of_slowest * round(period_s / schedule.parse(job.cron).period_s)
+            lines.append(f"expected ticks of {job.name}: at least {ticks}")
+        lines.append(
+            f"outage overlap: a tick due while a rebooted node is down, or within {self.soak.settle_s:g}s "
+            f"after it is Ready, is excused; any other must be done within {self.soak.lag_bound_s:g}s"
+        )
+        return lines
 
     # -- phase 1: setup ---------------------------------------------------------------------------
 

@@ -100,6 +100,10 @@ def test_a_dry_run_prints_the_plan_and_touches_nothing(lab: LabProcess, tmp_path
     assert process.returncode == 0, output
     for step in ("step 1: worker reboot of worker-1", "step 4: worker reboot of worker-1", "job soak-backup"):
         assert step in output
+    # 4 steps and 2 ticks after them, every 4 s; a tick within settle (4 s) of Ready is excused.
+    assert "at least 24s: each step spans at least one tick of the slowest job (every 4s)" in output
+    assert "expected ticks of soak-backup: at least 6" in output
+    assert "within 4s after it is Ready, is excused; any other must be done within 8s" in output
     assert not list((tmp_path / "reports").glob("*/ledger.jsonl"))
     custom = client.CustomObjectsApi(config.new_client_from_config(config_file=str(lab.kubeconfig)))
     jobs = custom.list_namespaced_custom_object("longhorn.io", "v1beta2", "longhorn-system", "recurringjobs")
