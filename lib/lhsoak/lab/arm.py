@@ -79,7 +79,7 @@ def power_state_of(machine: Machine) -> str:
     return "PowerState/stopped"
 
 
-class ArmError(Exception):
+class ArmError(cloudapi.CloudError):
     """An error answer in ARM's format."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
@@ -147,7 +147,7 @@ class ArmEndpoint:
             await self._site.close()
 
     def _application(self) -> web.Application:
-        app = web.Application(middlewares=[self._answer_errors, self._authenticate])
+        app = web.Application(middlewares=[cloudapi.answer_errors, self._authenticate])
         vm = "/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Compute/virtualMachines/{vm}"
         app.router.add_get(TOKEN_PATH, self._app_service_token)
         app.router.add_get(IMDS_TOKEN_PATH, self._no_identity)
@@ -160,15 +160,6 @@ class ArmEndpoint:
         return app
 
     # -- middlewares --
-
-    @web.middleware
-    async def _answer_errors(
-        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except ArmError as error:
-            return error.response()
 
     @web.middleware
     async def _authenticate(

@@ -150,6 +150,24 @@ class PowerOperations:
             operation.ended_at = self.clock()
 
 
+class CloudError(Exception):
+    """An error the endpoint answers in its provider's format (`response`)."""
+
+    def response(self) -> web.Response:
+        raise NotImplementedError
+
+
+@web.middleware
+async def answer_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Turn a `CloudError` raised by a handler or a later middleware into its answer."""
+    try:
+        return await handler(request)
+    except CloudError as error:
+        return error.response()
+
+
 def rfc3339(epoch_s: float) -> str:
     """An instant as both providers write it: RFC 3339 in UTC with milliseconds."""
     instant = dt.datetime.fromtimestamp(epoch_s, tz=dt.UTC)

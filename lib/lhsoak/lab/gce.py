@@ -154,7 +154,7 @@ def _unbase64(part: str) -> bytes:
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
 
 
-class ComputeError(Exception):
+class ComputeError(cloudapi.CloudError):
     """An error answer in Compute's JSON error format."""
 
     def __init__(self, status: int, reason: str, message: str) -> None:
@@ -225,7 +225,7 @@ class GceEndpoint:
             await self._site.close()
 
     def _application(self) -> web.Application:
-        app = web.Application(middlewares=[self._answer_errors, self._authenticate])
+        app = web.Application(middlewares=[cloudapi.answer_errors, self._authenticate])
         base = "/compute/v1/projects/{project}/zones/{zone}"
         app.router.add_post("/token", self._token)
         app.router.add_get(base + "/instances/{instance}", self._get_instance)
@@ -234,15 +234,6 @@ class GceEndpoint:
         return app
 
     # -- middlewares --
-
-    @web.middleware
-    async def _answer_errors(
-        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except ComputeError as error:
-            return error.response()
 
     @web.middleware
     async def _authenticate(
