@@ -1550,6 +1550,13 @@ def _containers(path: str, key: str) -> Callable[[Obj, float], str]:
     return cell
 
 
+_POD_TEMPLATE_WIDE = [
+    Column("Containers", _containers(".spec.template.spec.containers", "name"), priority=1),
+    Column("Images", _containers(".spec.template.spec.containers", "image"), priority=1),
+    Column("Selector", _label_selector, priority=1),
+]
+"""`-o wide` of the kinds that run pods from a template (DaemonSet, Deployment, ReplicaSet)."""
+
 _BUILTIN_COLUMNS: dict[Kind, list[Column]] = {
     kinds.NAMESPACE: [NAME, Column("Status", _field(".status.phase")), AGE],
     kinds.NODE: [
@@ -1624,9 +1631,7 @@ _BUILTIN_COLUMNS: dict[Kind, list[Column]] = {
         Column("Available", _int_field(".status.numberAvailable"), type="integer"),
         Column("Node Selector", _node_selector),
         AGE,
-        Column("Containers", _containers(".spec.template.spec.containers", "name"), priority=1),
-        Column("Images", _containers(".spec.template.spec.containers", "image"), priority=1),
-        Column("Selector", _label_selector, priority=1),
+        *_POD_TEMPLATE_WIDE,
     ],
     kinds.DEPLOYMENT: [
         NAME,
@@ -1634,9 +1639,7 @@ _BUILTIN_COLUMNS: dict[Kind, list[Column]] = {
         Column("Up-to-date", _int_field(".status.updatedReplicas"), type="integer"),
         Column("Available", _int_field(".status.availableReplicas"), type="integer"),
         AGE,
-        Column("Containers", _containers(".spec.template.spec.containers", "name"), priority=1),
-        Column("Images", _containers(".spec.template.spec.containers", "image"), priority=1),
-        Column("Selector", _label_selector, priority=1),
+        *_POD_TEMPLATE_WIDE,
     ],
     kinds.REPLICASET: [
         NAME,
@@ -1644,9 +1647,7 @@ _BUILTIN_COLUMNS: dict[Kind, list[Column]] = {
         Column("Current", _int_field(".status.replicas"), type="integer"),
         Column("Ready", _int_field(".status.readyReplicas"), type="integer"),
         AGE,
-        Column("Containers", _containers(".spec.template.spec.containers", "name"), priority=1),
-        Column("Images", _containers(".spec.template.spec.containers", "image"), priority=1),
-        Column("Selector", _label_selector, priority=1),
+        *_POD_TEMPLATE_WIDE,
     ],
     kinds.CRD: [NAME, Column("Created At", _field(".metadata.creationTimestamp", ""), type="date")],
 }
